@@ -1,0 +1,57 @@
+"""Feature matrices for corpus rows, computed in parallel once and cached next to the corpus."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from detector.features import FEATURE_SCHEMA_VERSION, extract_matrix, feature_names
+
+
+def _rows_key(rows: list[dict]) -> str:
+    h = hashlib.sha256(f"schema{FEATURE_SCHEMA_VERSION}:{len(feature_names())}".encode())
+    for r in rows:
+        h.update(r["path"].encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def _features_of_paths(args: tuple[str, list[str]]) -> np.ndarray:
+    corpus_dir, paths = args
+    from detector.corpus.manifest import load_chunks
+
+    return extract_matrix(load_chunks(Path(corpus_dir), [{"path": p} for p in paths]))
+
+
+def corpus_features(corpus_dir: Path, rows: list[dict], workers: int | None = None,
+                    batch: int = 200) -> np.ndarray:
+    """[len(rows), n_features] for these corpus rows; cached under ``corpus_dir/features/``."""
+    cache = Path(corpus_dir) / "features" / f"v{FEATURE_SCHEMA_VERSION}-{_rows_key(rows)}.npy"
+    if cache.is_file():
+        return np.load(cache)
+    workers = workers or max(1, min(2, os.cpu_count() or 1))
+    paths = [r["path"] for r in rows]
+    jobs = [(str(corpus_dir), paths[i: i + batch]) for i in range(0, len(paths), batch)]
+    parts: list[np.ndarray] = []
+    t0 = time.time()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for n, part in enumerate(pool.map(_features_of_paths, jobs), 1):
+            parts.append(part)
+            done = sum(len(p) for p in parts)
+            rate = done / max(time.time() - t0, 1e-6)
+            print(f"\rfeatures: {done}/{len(paths)} chunks ({rate:.0f}/s, "
+                  f"{(len(paths) - done) / max(rate, 1e-6):.0f}s left)", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    matrix = np.concatenate(parts) if parts else np.zeros((0, len(feature_names())), np.float32)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npy")
+    np.save(tmp, matrix)
+    tmp.replace(cache)
+    return matrix

@@ -1,0 +1,69 @@
+"""Detection metrics. Convention everywhere: label 1 = spoof (synthetic or replayed), 0 = bona fide;
+a higher score means more likely spoof."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def roc_points(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False-alarm rate (bona fide flagged), miss rate (spoof passed) and thresholds, thresholds ascending.
+
+    At threshold t a chunk is flagged when score >= t.
+    """
+    labels = np.asarray(labels, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    thr = np.unique(scores)
+    thr = np.concatenate((thr, [np.inf]))
+    bona = np.sort(scores[~labels])
+    spoof = np.sort(scores[labels])
+    far = 1.0 - np.searchsorted(bona, thr, side="left") / max(len(bona), 1)
+    miss = np.searchsorted(spoof, thr, side="left") / max(len(spoof), 1)
+    return far, miss, thr
+
+
+def eer(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """Equal error rate and the threshold where false-alarm and miss rates cross."""
+    labels = np.asarray(labels, dtype=bool)
+    if labels.all() or not labels.any():
+        raise ValueError("EER needs both bona fide and spoof scores")
+    far, miss, thr = roc_points(labels, scores)
+    i = int(np.argmin(np.abs(far - miss)))
+    # interpolate between the two points around the crossing for a stable figure
+    j = min(i + 1, len(far) - 1) if far[i] > miss[i] else max(i - 1, 0)
+    d1, d2 = far[i] - miss[i], far[j] - miss[j]
+    if d1 != d2 and np.sign(d1) != np.sign(d2):
+        w = d1 / (d1 - d2)
+        return float(far[i] + w * (far[j] - far[i])), float(thr[i] if np.isfinite(thr[i]) else thr[j])
+    return float((far[i] + miss[i]) / 2), float(thr[i] if np.isfinite(thr[i]) else thr[i - 1])
+
+
+def threshold_at_far(bona_scores: np.ndarray, far: float) -> float:
+    """Smallest threshold that flags at most ``far`` of these bona fide scores."""
+    s = np.sort(np.asarray(bona_scores, dtype=np.float64))
+    if s.size == 0:
+        raise ValueError("no bona fide scores")
+    k = int(np.floor(far * s.size))  # number of bona fide allowed above the threshold
+    idx = s.size - k - 1
+    return float(np.nextafter(s[idx], np.inf))
+
+
+def min_dcf(labels: np.ndarray, scores: np.ndarray, p_spoof: float = 0.05,
+            c_miss: float = 1.0, c_fa: float = 10.0) -> float:
+    """Normalised minimum detection cost: false alarms on real callers cost more than misses."""
+    far, miss, _ = roc_points(labels, scores)
+    dcf = c_miss * p_spoof * miss + c_fa * (1 - p_spoof) * far
+    default = min(c_miss * p_spoof, c_fa * (1 - p_spoof))
+    return float(dcf.min() / default)
+
+
+def rates_at(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    labels = np.asarray(labels, dtype=bool)
+    flagged = np.asarray(scores) >= threshold
+    tn = int((~labels & ~flagged).sum())
+    fp = int((~labels & flagged).sum())
+    fn = int((labels & ~flagged).sum())
+    tp = int((labels & flagged).sum())
+    n = max(len(labels), 1)
+    return {"accuracy": (tp + tn) / n, "far": fp / max(tn + fp, 1), "miss": fn / max(tp + fn, 1),
+            "tn": tn, "fp": fp, "fn": fn, "tp": tp}

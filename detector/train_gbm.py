@@ -1,0 +1,140 @@
+"""`callguard train gbm`: LightGBM on corpus features, with early stopping on dev, balancing, resume,
+calibration and a model card."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from detector.featcache import corpus_features
+from detector.features import FEATURE_SCHEMA_VERSION, feature_names
+from detector.gbm import CALIBRATION_FILE, MODEL_FILE
+from detector.metrics import eer, rates_at, threshold_at_far
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PARAMS = {
+    "objective": "binary",
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_data_in_leaf": 40,
+    "feature_fraction": 0.6,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 5.0,
+    "max_bin": 127,
+    "metric": ["binary_logloss", "auc"],
+    "num_threads": 2,
+    "verbose": -1,
+}
+
+
+def balanced_weights(rows: list[dict]) -> np.ndarray:
+    """Each class weighs the same in total; inside a class, each speaker (bona fide) or generator
+    (spoof) weighs the same, so the model cannot win by learning a few frequent voices."""
+    groups = [("b", r["speaker"]) if r["label"] == "bonafide" else ("s", r["generator"]) for r in rows]
+    count = Counter(groups)
+    per_class = Counter(g[0] for g in count)
+    w = np.array([1.0 / (count[g] * per_class[g[0]]) for g in groups])
+    return w * len(rows) / w.sum()
+
+
+def calibrate(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    bona = scores[labels == 0]
+    e, t_eer = eer(labels, scores)
+    return {"eer": t_eer, "far_1pct": threshold_at_far(bona, 0.01), "far_0_1pct": threshold_at_far(bona, 0.001),
+            "dev_eer": e}
+
+
+class _Checkpoint:
+    """Saves the booster every ``every`` rounds so an interrupted run resumes where it stopped."""
+
+    def __init__(self, path: Path, every: int) -> None:
+        self.path, self.every = path, every
+        self.order = 20
+
+    def __call__(self, env: object) -> None:
+        it = env.iteration + 1  # type: ignore[attr-defined]
+        if it % self.every == 0:
+            tmp = self.path.with_suffix(".tmp")
+            env.model.save_model(str(tmp))  # type: ignore[attr-defined]
+            tmp.replace(self.path)
+
+
+def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500, seed: int = 7,
+              checkpoint_every: int = 50, early_stopping: int = 100, params: dict | None = None) -> dict:
+    import lightgbm as lgb
+
+    from detector.corpus.manifest import load_manifest
+
+    rows = load_manifest(corpus_dir)
+    train = [r for r in rows if r["split"] == "train"]
+    dev = [r for r in rows if r["split"] == "dev"]
+    if not train or not dev:
+        raise SystemExit(f"{corpus_dir}: the manifest needs train and dev rows (has {Counter(r['split'] for r in rows)})")
+    x_train, x_dev = corpus_features(corpus_dir, train), corpus_features(corpus_dir, dev)
+    y_train = np.array([r["label"] != "bonafide" for r in train], dtype=np.int32)
+    y_dev = np.array([r["label"] != "bonafide" for r in dev], dtype=np.int32)
+    names = list(feature_names())
+    p = dict(DEFAULT_PARAMS, seed=seed, **(params or {}))
+    dtrain = lgb.Dataset(x_train, y_train, weight=balanced_weights(train), feature_name=names,
+                         free_raw_data=False)
+    ddev = lgb.Dataset(x_dev, y_dev, weight=balanced_weights(dev), reference=dtrain, feature_name=names)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = run_dir / "gbm.ckpt.txt"
+    state_path = run_dir / "gbm.state.json"
+    data_key = hashlib.sha256(json.dumps([len(train), len(dev), p], sort_keys=True, default=str).encode()).hexdigest()
+    init_model, done_rounds = None, 0
+    if ckpt.is_file() and state_path.is_file() and json.loads(state_path.read_text()).get("key") == data_key:
+        init_model = lgb.Booster(model_file=str(ckpt))
+        done_rounds = init_model.current_iteration()
+        print(f"train gbm: resuming from {ckpt} at round {done_rounds}", file=sys.stderr)
+    state_path.write_text(json.dumps({"key": data_key}))
+    remaining = max(rounds - done_rounds, 0)
+
+    def progress(env: object) -> None:
+        it = env.iteration + 1  # type: ignore[attr-defined]
+        if it % 25 == 0:
+            res = {f"{d}:{m}": round(v, 4) for d, m, v, _ in env.evaluation_result_list}  # type: ignore[attr-defined]
+            print(f"\rtrain gbm: round {it}/{rounds} {res}", end="", file=sys.stderr, flush=True)
+
+    booster = lgb.train(p, dtrain, num_boost_round=remaining, valid_sets=[ddev], valid_names=["dev"],
+                        init_model=init_model, keep_training_booster=True,
+                        callbacks=[lgb.early_stopping(early_stopping, first_metric_only=True, verbose=False),
+                                   _Checkpoint(ckpt, checkpoint_every), progress])
+    print(file=sys.stderr)
+    best = booster.best_iteration or booster.current_iteration()
+    dev_scores = booster.predict(x_dev, num_iteration=best)
+    thresholds = calibrate(y_dev, dev_scores)
+    dev_rates = rates_at(y_dev, dev_scores, thresholds["eer"])
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    booster.save_model(str(out_dir / MODEL_FILE), num_iteration=best)
+    version = dt.datetime.now(dt.UTC).strftime("gbm-%Y%m%d-%H%M%S")
+    corpus_hash = (Path(corpus_dir) / "manifest.csv").read_bytes()
+    calibration = {
+        "version": version, "feature_schema": FEATURE_SCHEMA_VERSION, "feature_names": names,
+        "best_iteration": best, "params": p,
+        "thresholds": {k: thresholds[k] for k in ("eer", "far_1pct", "far_0_1pct")},
+        "dev": {"eer": thresholds["dev_eer"], "accuracy_at_eer_threshold": dev_rates["accuracy"],
+                "n_bonafide": int((y_dev == 0).sum()), "n_spoof": int((y_dev == 1).sum())},
+        "train": {"n_bonafide": int((y_train == 0).sum()), "n_spoof": int((y_train == 1).sum()),
+                  "speakers": sorted({r["speaker"] for r in train if r["label"] == "bonafide"}),
+                  "generators": sorted({r["generator"] for r in train if r["label"] != "bonafide"})},
+        "corpus_manifest_sha256": hashlib.sha256(corpus_hash).hexdigest(),
+    }
+    (out_dir / CALIBRATION_FILE).write_text(json.dumps(calibration, indent=1))
+    ckpt.unlink(missing_ok=True)
+    state_path.unlink(missing_ok=True)
+    print(f"train gbm: best round {best}, dev EER {thresholds['dev_eer']:.2%}, thresholds "
+          f"eer={thresholds['eer']:.3f} warn={thresholds['far_1pct']:.3f} hangup={thresholds['far_0_1pct']:.3f}; "
+          f"saved {out_dir / MODEL_FILE}", file=sys.stderr)
+    return calibration

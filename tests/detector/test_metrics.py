@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+
+from detector.metrics import eer, min_dcf, rates_at, threshold_at_far
+
+
+def test_eer_is_zero_for_separable_scores_and_half_for_identical():
+    labels = np.array([0] * 50 + [1] * 50)
+    assert eer(labels, np.r_[np.zeros(50), np.ones(50)])[0] == pytest.approx(0.0)
+    assert eer(labels, np.full(100, 0.5))[0] == pytest.approx(0.5, abs=0.01)
+
+
+def test_eer_matches_known_overlap():
+    # bona fide 0..99, spoof 80..179: 20 of 100 overlap -> EER 10 %
+    labels = np.array([0] * 100 + [1] * 100)
+    scores = np.r_[np.arange(100), np.arange(80, 180)].astype(float)
+    value, thr = eer(labels, scores)
+    assert value == pytest.approx(0.10, abs=0.01)
+    assert 80 <= thr <= 100
+
+
+def test_threshold_at_far_flags_at_most_that_share_of_bona_fide():
+    bona = np.random.default_rng(1).normal(size=10_000)
+    for far in (0.01, 0.001):
+        t = threshold_at_far(bona, far)
+        assert (bona >= t).mean() <= far
+        assert (bona >= t).mean() >= far - 0.0005
+
+
+def test_rates_and_min_dcf_penalise_false_alarms():
+    labels = np.array([0, 0, 1, 1])
+    r = rates_at(labels, np.array([0.1, 0.9, 0.8, 0.2]), 0.5)
+    assert (r["fp"], r["fn"], r["accuracy"]) == (1, 1, 0.5)
+    assert min_dcf(labels, np.array([0.1, 0.2, 0.8, 0.9])) == pytest.approx(0.0)
