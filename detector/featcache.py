@@ -42,7 +42,7 @@ def corpus_features(corpus_dir: Path, rows: list[dict], workers: int | None = No
     t0 = time.time()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for n, part in enumerate(pool.map(_features_of_paths, jobs), 1):
+        for part in pool.map(_features_of_paths, jobs):
             parts.append(part)
             done = sum(len(p) for p in parts)
             rate = done / max(time.time() - t0, 1e-6)

@@ -78,7 +78,8 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
     train = [r for r in rows if r["split"] == "train"]
     dev = [r for r in rows if r["split"] == "dev"]
     if not train or not dev:
-        raise SystemExit(f"{corpus_dir}: the manifest needs train and dev rows (has {Counter(r['split'] for r in rows)})")
+        have = dict(Counter(r["split"] for r in rows))
+        raise SystemExit(f"{corpus_dir}: the manifest needs train and dev rows (has {have})")
     x_train, x_dev = corpus_features(corpus_dir, train), corpus_features(corpus_dir, dev)
     y_train = np.array([r["label"] != "bonafide" for r in train], dtype=np.int32)
     y_dev = np.array([r["label"] != "bonafide" for r in dev], dtype=np.int32)
