@@ -1,0 +1,34 @@
+"""`callguard eval`: per-split evaluation report with plots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from detector.scoring import DETECTOR_NAMES, ModelError, load_detector
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate detectors on a corpus split; writes report.md + PNG plots")
+    p.add_argument("--corpus", type=Path, default=Path("data/corpus"))
+    p.add_argument("--split", default="eval", choices=("train", "dev", "eval"))
+    p.add_argument("--detector", default="gbm", help=f"comma-separated, of {', '.join(DETECTOR_NAMES)}")
+    p.add_argument("--models-dir", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=Path("models/reports/eval"))
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from detector.evaluate import evaluate
+
+    detectors = {}
+    for name in args.detector.split(","):
+        try:
+            detectors[name] = load_detector(name.strip(), args.models_dir)
+        except ModelError as exc:
+            print(f"callguard eval: {exc}")
+            return 2
+    summaries = evaluate(args.corpus, detectors, args.split, args.out)
+    print(json.dumps(summaries, indent=1))
+    return 0
