@@ -1,0 +1,202 @@
+"""Thin asyncio ARI client: REST calls and the events websocket, with reconnect and event waits.
+
+Rules learnt on Asterisk 16.28 (see docs/plugin.md):
+- register a wait for an event *before* the request that triggers it (``expect`` returns a future
+  immediately; events may arrive before the HTTP reply);
+- subscribe explicitly (``subscribe('channel:ID', 'bridge:ID')``): ``subscribeAll`` is unreliable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+Handler = Callable[[Event], Awaitable[None] | None]
+
+
+class AriError(RuntimeError):
+    def __init__(self, status: int, method: str, path: str, body: str) -> None:
+        super().__init__(f"ARI {method} {path} -> {status}: {body[:200]}")
+        self.status = status
+
+
+class AriClient:
+    def __init__(self, url: str, username: str, password: str, app: str, *,
+                 timeout: float = 10.0, max_backoff: float = 10.0) -> None:
+        self.base = url.rstrip("/") + "/ari"
+        self.app = app
+        self._auth = aiohttp.BasicAuth(username, password)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._max_backoff = max_backoff
+        self._session: aiohttp.ClientSession | None = None
+        self._ws_task: asyncio.Task[None] | None = None
+        self._handlers: list[Handler] = []
+        self._waiters: list[tuple[Callable[[Event], bool], asyncio.Future[Event]]] = []
+        self._connected = asyncio.Event()
+        self._on_connect: list[Callable[[], Awaitable[None]]] = []
+        self._closing = False
+        self.reconnects = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self, wait: float | None = 10.0) -> None:
+        self._session = aiohttp.ClientSession(auth=self._auth, timeout=self._timeout)
+        self._ws_task = asyncio.create_task(self._ws_loop(), name="ari-events")
+        if wait:
+            await asyncio.wait_for(self._connected.wait(), wait)
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._ws_task:
+            self._ws_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._ws_task
+        if self._session:
+            await self._session.close()
+        for _, fut in self._waiters:
+            if not fut.done():
+                fut.cancel()
+        self._waiters.clear()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def on_event(self, handler: Handler) -> None:
+        self._handlers.append(handler)
+
+    def on_connect(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Called after every (re)connection of the events websocket, e.g. to resynchronise state."""
+        self._on_connect.append(callback)
+
+    # ------------------------------------------------------------------ REST
+    async def request(self, method: str, path: str, *, ok_missing: bool = False,
+                      **params: Any) -> Any:
+        """One REST call; ``params`` become the query string (None values are left out)."""
+        assert self._session is not None, "start() first"
+        query = {k: _qs(v) for k, v in params.items() if v is not None}
+        async with self._session.request(method, self.base + path, params=query) as resp:
+            text = await resp.text()
+            if resp.status == 404 and ok_missing:
+                return None
+            if resp.status >= 300:
+                raise AriError(resp.status, method, path, text)
+            if not text:
+                return None
+            try:
+                return json.loads(text)
+            except ValueError:
+                return text
+
+    async def get(self, path: str, **params: Any) -> Any:
+        return await self.request("GET", path, **params)
+
+    async def post(self, path: str, **params: Any) -> Any:
+        return await self.request("POST", path, **params)
+
+    async def delete(self, path: str, **params: Any) -> Any:
+        return await self.request("DELETE", path, ok_missing=True, **params)
+
+    async def subscribe(self, *sources: str) -> None:
+        await self.post(f"/applications/{self.app}/subscription", eventSource=",".join(sources))
+
+    async def unsubscribe(self, *sources: str) -> None:
+        with contextlib.suppress(AriError):
+            await self.request("DELETE", f"/applications/{self.app}/subscription",
+                               eventSource=",".join(sources))
+
+    async def get_var(self, channel_id: str, name: str) -> str | None:
+        try:
+            res = await self.get(f"/channels/{channel_id}/variable", variable=name)
+        except AriError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return res.get("value") if isinstance(res, dict) else None
+
+    # ------------------------------------------------------------------ events
+    def expect(self, predicate: Callable[[Event], bool]) -> asyncio.Future[Event]:
+        """A future resolved by the first event matching ``predicate``; register before the request."""
+        fut: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        self._waiters.append((predicate, fut))
+        return fut
+
+    async def wait(self, fut: asyncio.Future[Event], timeout: float) -> Event:
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._waiters = [(p, f) for p, f in self._waiters if f is not fut]
+
+    async def _dispatch(self, event: Event) -> None:
+        keep = []
+        for pred, fut in self._waiters:
+            if fut.done():
+                continue
+            try:
+                hit = pred(event)
+            except Exception:  # a bad predicate must not kill the event loop
+                hit = False
+            if hit:
+                fut.set_result(event)
+            else:
+                keep.append((pred, fut))
+        self._waiters = keep
+        for handler in list(self._handlers):
+            try:
+                res = handler(event)
+                if asyncio.iscoroutine(res):
+                    await res
+            except Exception:
+                log.exception("ARI event handler failed on %s", event.get("type"))
+
+    async def _ws_loop(self) -> None:
+        assert self._session is not None
+        ws_url = self.base.replace("http", "ws", 1) + "/events"
+        backoff = 0.2
+        while not self._closing:
+            try:
+                async with self._session.ws_connect(ws_url, params={"app": self.app}, heartbeat=20,
+                                                    timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws:
+                    log.info("ARI events connected (app %s)", self.app)
+                    backoff = 0.2
+                    self._connected.set()
+                    for cb in self._on_connect:
+                        asyncio.create_task(cb())
+                    async for msg in ws:
+                        if msg.type == aiohttp.WSMsgType.TEXT:
+                            try:
+                                event = json.loads(msg.data)
+                            except ValueError:
+                                log.warning("ARI sent a non-JSON event")
+                                continue
+                            await self._dispatch(event)
+                        elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
+                            break
+            except asyncio.CancelledError:
+                raise
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                log.warning("ARI events connection failed (%s); retrying in %.1f s", exc.__class__.__name__,
+                            backoff)
+            self._connected.clear()
+            if self._closing:
+                break
+            self.reconnects += 1
+            await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))
+            backoff = min(backoff * 2, self._max_backoff)
+
+
+def _qs(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)

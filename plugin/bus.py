@@ -1,0 +1,203 @@
+"""The verdict bus: JSON messages on a Redis pub/sub channel and in a capped stream.
+
+Every chunk score, every verdict change and one summary per tapped leg are published (PUBLISH on
+``redis.channel``) and appended (``XADD redis.stream MAXLEN ~ stream_maxlen``, field ``msg``) in one
+round trip. Message ids are deterministic (call, channel, type, chunk), so a consumer can drop repeats.
+
+When Redis is unreachable, messages go to a bounded local spool file (JSON lines) and a background task
+delivers them in order once Redis answers again; while the spool holds anything, new messages queue
+behind it so the order is kept. A full spool drops new messages and counts them (``bus_spool_dropped``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from plugin import metrics
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "callguard.verdict/1"
+SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "verdict.schema.json"
+
+
+def message_id(call_id: str, channel_id: str, kind: str, seq: int | str) -> str:
+    return f"{call_id}/{channel_id}/{kind}/{seq}"
+
+
+def make_message(kind: str, *, call_id: str, channel_id: str, leg: str, chunk_index: int | None,
+                 chunk_start_s: float | None, score: float | None, detector: str, detector_version: str,
+                 verdict: str, policy: str, seq: int | str | None = None, **extra: Any) -> dict[str, Any]:
+    """Build one bus message; ``extra`` adds type-specific fields (evidence, error, summary, ...)."""
+    msg: dict[str, Any] = {
+        "schema": SCHEMA,
+        "id": message_id(call_id, channel_id, kind, seq if seq is not None else chunk_index
+                         if chunk_index is not None else 0),
+        "type": kind,
+        "ts": round(time.time(), 6),
+        "call_id": call_id,
+        "channel_id": channel_id,
+        "leg": leg,
+        "chunk_index": chunk_index,
+        "chunk_start_s": chunk_start_s,
+        "score": None if score is None else round(float(score), 6),
+        "detector": detector,
+        "detector_version": detector_version,
+        "verdict": verdict,
+        "policy": policy,
+    }
+    msg.update(extra)
+    return msg
+
+
+class Spool:
+    """A bounded JSON-lines file of messages waiting for Redis."""
+
+    def __init__(self, path: str | Path, max_bytes: int) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        if not self.path.exists():
+            return 0
+        with self.path.open("rb") as f:
+            return sum(1 for _ in f)
+
+    def has_items(self) -> bool:
+        try:
+            return self.path.stat().st_size > 0
+        except FileNotFoundError:
+            return False
+
+    def append(self, msg: dict[str, Any]) -> bool:
+        line = json.dumps(msg, separators=(",", ":")) + "\n"
+        size = self.path.stat().st_size if self.path.exists() else 0
+        if size + len(line) > self.max_bytes:
+            self.dropped += 1
+            metrics.inc("bus_spool_dropped")
+            if self.dropped == 1 or self.dropped % 100 == 0:
+                log.warning("bus spool %s full (%d bytes): dropped %d message(s)", self.path, size, self.dropped)
+            return False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(line)
+        return True
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return out
+
+    def keep(self, remaining: list[dict[str, Any]]) -> None:
+        """Replace the spool's content with ``remaining`` (atomically)."""
+        if not remaining:
+            self.path.unlink(missing_ok=True)
+            return
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(m, separators=(",", ":")) + "\n" for m in remaining))
+        os.replace(tmp, self.path)
+
+
+class Bus:
+    def __init__(self, url: str, password: str, channel: str, stream: str, stream_maxlen: int,
+                 spool_path: str | Path, spool_max_bytes: int, summary_log: str | Path | None = None,
+                 retry_s: float = 1.0) -> None:
+        self.channel, self.stream, self.stream_maxlen = channel, stream, stream_maxlen
+        self.redis = aioredis.Redis.from_url(url, password=password or None, socket_timeout=2.0,
+                                             socket_connect_timeout=2.0, decode_responses=True)
+        self.spool = Spool(spool_path, spool_max_bytes)
+        self.summary_log = Path(summary_log) if summary_log else None
+        self.retry_s = retry_s
+        self.published = 0
+        self._lock = asyncio.Lock()
+        self._drain_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        try:
+            await self.redis.ping()
+        except (RedisError, OSError) as exc:
+            log.warning("Redis not reachable at start (%s): spooling to %s", exc.__class__.__name__,
+                        self.spool.path)
+        self._drain_task = asyncio.create_task(self._drain_loop(), name="bus-drain")
+
+    async def close(self) -> None:
+        if self._drain_task:
+            self._drain_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drain_task
+        with contextlib.suppress(Exception):
+            await self._drain_once()
+        await self.redis.aclose()
+
+    async def _send(self, msg: dict[str, Any]) -> None:
+        data = json.dumps(msg, separators=(",", ":"))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.publish(self.channel, data)
+            pipe.xadd(self.stream, {"msg": data, "type": msg["type"], "id": msg["id"]},
+                      maxlen=self.stream_maxlen, approximate=True)
+            await pipe.execute()
+        self.published += 1
+
+    async def publish(self, msg: dict[str, Any]) -> bool:
+        """Deliver now, or spool. Returns True when delivered to Redis. Never raises."""
+        async with self._lock:
+            if not self.spool.has_items():
+                try:
+                    await self._send(msg)
+                    return True
+                except (RedisError, OSError, asyncio.TimeoutError) as exc:
+                    metrics.inc("bus_publish_failures")
+                    log.warning("Redis publish failed (%s): spooling", exc.__class__.__name__)
+            self.spool.append(msg)
+            return False
+
+    def write_summary_line(self, msg: dict[str, Any]) -> None:
+        if self.summary_log is None:
+            return
+        try:
+            self.summary_log.parent.mkdir(parents=True, exist_ok=True)
+            with self.summary_log.open("a") as f:
+                f.write(json.dumps(msg, separators=(",", ":")) + "\n")
+        except OSError as exc:
+            log.warning("cannot write summary log %s: %s", self.summary_log, exc)
+
+    async def _drain_once(self) -> int:
+        async with self._lock:
+            pending = self.spool.read()
+            sent = 0
+            try:
+                for msg in pending:
+                    await self._send(msg)
+                    sent += 1
+            except (RedisError, OSError, asyncio.TimeoutError):
+                pass
+            finally:
+                if pending:
+                    self.spool.keep(pending[sent:])
+            if sent:
+                log.info("delivered %d spooled message(s) to Redis (%d left)", sent, len(pending) - sent)
+            return sent
+
+    async def _drain_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.retry_s)
+            if self.spool.has_items():
+                try:
+                    await self._drain_once()
+                except Exception:
+                    log.exception("spool drain failed")

@@ -1,0 +1,335 @@
+"""Plugin configuration: one TOML file plus ``CALLGUARD_<SECTION>_<KEY>`` environment overrides.
+
+Everything is validated once at start into frozen dataclasses. A problem is reported as a single
+``ConfigError`` line that names the key (``ari.url: ...``). Secrets are masked in ``repr`` and never
+appear in error messages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+VERDICTS = ("bonafide", "suspicious", "spoof")
+ACTIONS = ("annotate", "warn", "hangup")
+LEGS = ("caller", "callee")
+FORMATS = ("ulaw", "slin16")
+DETECTORS = ("gbm", "wavlm", "fused")
+ENV_PREFIX = "CALLGUARD_"
+
+
+class ConfigError(ValueError):
+    """One line naming the offending key and the problem."""
+
+
+def _mask(value: str) -> str:
+    return "***" if value else "''"
+
+
+@dataclass(frozen=True)
+class AriConfig:
+    url: str = "http://127.0.0.1:8088"
+    username: str = "callguard"
+    password: str = field(default="", repr=False)
+    app: str = "callguard"
+
+    def __repr__(self) -> str:
+        return (f"AriConfig(url={self.url!r}, username={self.username!r}, "
+                f"password={_mask(self.password)}, app={self.app!r})")
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str = "redis://127.0.0.1:6379/0"
+    password: str = field(default="", repr=False)
+    channel: str = "callguard:verdicts"
+    stream: str = "callguard:verdicts:log"
+    stream_maxlen: int = 100_000
+    spool_path: str = "callguard-spool.jsonl"
+    spool_max_bytes: int = 10_000_000
+    summary_log: str = "callguard-summary.jsonl"
+
+    def __repr__(self) -> str:
+        return (f"RedisConfig(url={self.url!r}, password={_mask(self.password)}, channel={self.channel!r}, "
+                f"stream={self.stream!r}, stream_maxlen={self.stream_maxlen})")
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    bind_host: str = "127.0.0.1"
+    port: int = 40000  # 0: any free port (tests)
+    external_host: str = ""  # address Asterisk sends RTP to; default bind_host
+    format: str = "ulaw"
+    reorder_window: int = 3
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    name: str = "gbm"
+    models_dir: str = ""
+    workers: int = 1
+    queue_size: int = 16
+    loader: str = "detector.scoring:load_detector"  # advanced: "module:function(name, models_dir)"
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    legs: tuple[str, ...] = ("caller",)
+    window: int = 3
+    min_chunks: int = 2
+    actions: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: {
+        "bonafide": ("annotate",), "suspicious": ("annotate", "warn"), "spoof": ("annotate", "warn", "hangup")})
+    warn_media: str = "sound:beep"
+
+    def allows(self, verdict: str, action: str) -> bool:
+        return action in self.actions.get(verdict, ())
+
+
+@dataclass(frozen=True)
+class Route:
+    policy: str
+    context: str = ""  # each matcher is a regular expression (full match); empty matches anything
+    endpoint: str = ""
+    caller_id: str = ""
+    exten: str = ""
+
+    def matches(self, context: str, endpoint: str, caller_id: str, exten: str) -> bool:
+        pairs = ((self.context, context), (self.endpoint, endpoint), (self.caller_id, caller_id),
+                 (self.exten, exten))
+        return all(not pat or re.fullmatch(pat, val or "") for pat, val in pairs)
+
+
+@dataclass(frozen=True)
+class Config:
+    ari: AriConfig
+    redis: RedisConfig
+    media: MediaConfig
+    detector: DetectorConfig
+    policies: Mapping[str, Policy]
+    routes: tuple[Route, ...]
+    default_policy: str = "default"
+
+    def policy_for(self, context: str = "", endpoint: str = "", caller_id: str = "", exten: str = "") -> Policy:
+        for route in self.routes:
+            if route.matches(context, endpoint, caller_id, exten):
+                return self.policies[route.policy]
+        return self.policies[self.default_policy]
+
+
+# --------------------------------------------------------------------------------------------- parsing
+
+_SCALAR_SECTIONS: dict[str, type] = {"ari": AriConfig, "redis": RedisConfig, "media": MediaConfig,
+                                     "detector": DetectorConfig}
+
+
+def _coerce(key: str, value: Any, kind: type) -> Any:
+    if kind is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+    if kind is str:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a string")
+        return str(value)
+    return value
+
+
+def _section(name: str, raw: Mapping[str, Any], env: Mapping[str, str]) -> Any:
+    cls = _SCALAR_SECTIONS[name]
+    known = {f.name: f for f in fields(cls)}
+    values = dict(raw)
+    for k in values:
+        if k not in known:
+            raise ConfigError(f"{name}.{k}: unknown key (known: {', '.join(known)})")
+    for k in known:
+        env_key = f"{ENV_PREFIX}{name.upper()}_{k.upper()}"
+        if env_key in env:
+            values[k] = env[env_key]
+    kinds = {"int": int, "str": str}
+    out = {}
+    for k, v in values.items():
+        kind = kinds.get(str(known[k].type), str)
+        out[k] = _coerce(f"{name}.{k}", v, kind)
+    return cls(**out)
+
+
+def _check_url(key: str, url: str, schemes: tuple[str, ...]) -> None:
+    parsed = urlparse(url)
+    if parsed.scheme not in schemes or not parsed.hostname:
+        raise ConfigError(f"{key}: bad URL {url!r} (expected {' or '.join(s + '://host[:port]' for s in schemes)})")
+    try:
+        _ = parsed.port
+    except ValueError:
+        raise ConfigError(f"{key}: bad port in URL {url!r}") from None
+
+
+def _str_list(key: str, value: Any, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key}: expected a list of strings from {', '.join(allowed)}")
+    for v in value:
+        if v not in allowed:
+            raise ConfigError(f"{key}: unknown value {v!r} (expected {', '.join(allowed)})")
+    return tuple(value)
+
+
+def _policy(name: str, raw: Any) -> Policy:
+    key = f"policies.{name}"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{key}: expected a table")
+    known = {"legs", "window", "min_chunks", "warn_media", "on_bonafide", "on_suspicious", "on_spoof"}
+    for k in raw:
+        if k not in known:
+            raise ConfigError(f"{key}.{k}: unknown key (known: {', '.join(sorted(known))})")
+    base = Policy(name=name)
+    actions = dict(base.actions)
+    for verdict in VERDICTS:
+        if f"on_{verdict}" in raw:
+            actions[verdict] = _str_list(f"{key}.on_{verdict}", raw[f"on_{verdict}"], ACTIONS)
+    for verdict in ("bonafide", "suspicious"):
+        if "hangup" in actions[verdict]:
+            raise ConfigError(f"{key}.on_{verdict}: hangup is only allowed on spoof")
+    legs = _str_list(f"{key}.legs", raw.get("legs", list(base.legs)), LEGS)
+    window = _coerce(f"{key}.window", raw.get("window", base.window), int)
+    min_chunks = _coerce(f"{key}.min_chunks", raw.get("min_chunks", base.min_chunks), int)
+    if window < 1:
+        raise ConfigError(f"{key}.window: must be >= 1, got {window}")
+    if min_chunks < 1:
+        raise ConfigError(f"{key}.min_chunks: must be >= 1, got {min_chunks}")
+    warn_media = _coerce(f"{key}.warn_media", raw.get("warn_media", base.warn_media), str)
+    if not re.fullmatch(r"(sound|recording|tone|digits|number):\S+", warn_media):
+        raise ConfigError(f"{key}.warn_media: expected an ARI media URI like 'sound:beep', got {warn_media!r}")
+    return Policy(name=name, legs=legs, window=window, min_chunks=min_chunks, actions=actions,
+                  warn_media=warn_media)
+
+
+def _check_udp_port(host: str, port: int) -> None:
+    if port == 0:
+        return
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        reason = "port in use" if exc.errno == 98 else exc.strerror
+        raise ConfigError(f"media.port: cannot bind UDP {host}:{port} ({reason})") from None
+    finally:
+        sock.close()
+
+
+def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, *,
+                 check_port: bool = True) -> Config:
+    """Validate a parsed TOML document (plus environment overrides) into a ``Config``."""
+    env = os.environ if env is None else env
+    for section in raw:
+        if section not in (*_SCALAR_SECTIONS, "policies", "routes", "default_policy"):
+            raise ConfigError(f"{section}: unknown section")
+    sections = {}
+    for name in _SCALAR_SECTIONS:
+        body = raw.get(name, {})
+        if not isinstance(body, Mapping):
+            raise ConfigError(f"{name}: expected a table")
+        sections[name] = _section(name, body, env)
+    ari: AriConfig = sections["ari"]
+    redis: RedisConfig = sections["redis"]
+    media: MediaConfig = sections["media"]
+    det: DetectorConfig = sections["detector"]
+
+    _check_url("ari.url", ari.url, ("http", "https"))
+    if not ari.username:
+        raise ConfigError("ari.username: missing")
+    if not ari.password:
+        raise ConfigError("ari.password: missing password (set it in the file or CALLGUARD_ARI_PASSWORD)")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", ari.app):
+        raise ConfigError(f"ari.app: invalid application name {ari.app!r}")
+    _check_url("redis.url", redis.url, ("redis", "rediss"))
+    if not redis.channel:
+        raise ConfigError("redis.channel: must not be empty")
+    if not redis.stream:
+        raise ConfigError("redis.stream: must not be empty")
+    if redis.stream_maxlen < 1:
+        raise ConfigError(f"redis.stream_maxlen: must be >= 1, got {redis.stream_maxlen}")
+    if redis.spool_max_bytes < 1024:
+        raise ConfigError(f"redis.spool_max_bytes: must be >= 1024, got {redis.spool_max_bytes}")
+    if media.format not in FORMATS:
+        raise ConfigError(f"media.format: unknown format {media.format!r} (expected {', '.join(FORMATS)})")
+    if not 0 <= media.port <= 65535:
+        raise ConfigError(f"media.port: out of range: {media.port}")
+    try:
+        socket.getaddrinfo(media.bind_host, None)
+    except OSError:
+        raise ConfigError(f"media.bind_host: cannot resolve {media.bind_host!r}") from None
+    if not 0 <= media.reorder_window <= 50:
+        raise ConfigError(f"media.reorder_window: must be 0..50, got {media.reorder_window}")
+    if det.name not in DETECTORS:
+        raise ConfigError(f"detector.name: unknown detector {det.name!r} (expected {', '.join(DETECTORS)})")
+    if det.workers < 1:
+        raise ConfigError(f"detector.workers: must be >= 1, got {det.workers}")
+    if det.queue_size < 1:
+        raise ConfigError(f"detector.queue_size: must be >= 1, got {det.queue_size}")
+    if det.models_dir and not Path(det.models_dir).is_dir():
+        raise ConfigError(f"detector.models_dir: no such directory {det.models_dir!r}")
+    if ":" not in det.loader:
+        raise ConfigError(f"detector.loader: expected 'module:function', got {det.loader!r}")
+
+    raw_policies = raw.get("policies", {})
+    if not isinstance(raw_policies, Mapping):
+        raise ConfigError("policies: expected a table of named policies")
+    policies = {name: _policy(name, body) for name, body in raw_policies.items()}
+    if "default" not in policies:
+        policies["default"] = Policy(name="default")
+    default_policy = raw.get("default_policy", "default")
+    if default_policy not in policies:
+        raise ConfigError(f"default_policy: unknown policy {default_policy!r}")
+
+    raw_routes = raw.get("routes", [])
+    if not isinstance(raw_routes, list):
+        raise ConfigError("routes: expected an array of tables ([[routes]])")
+    routes = []
+    for i, body in enumerate(raw_routes):
+        key = f"routes[{i}]"
+        if not isinstance(body, Mapping):
+            raise ConfigError(f"{key}: expected a table")
+        for k in body:
+            if k not in {"policy", "context", "endpoint", "caller_id", "exten"}:
+                raise ConfigError(f"{key}.{k}: unknown key")
+        pol = body.get("policy")
+        if not pol:
+            raise ConfigError(f"{key}.policy: missing")
+        if pol not in policies:
+            raise ConfigError(f"{key}.policy: unknown policy {pol!r} (defined: {', '.join(sorted(policies))})")
+        for k in ("context", "endpoint", "caller_id", "exten"):
+            try:
+                re.compile(str(body.get(k, "")))
+            except re.error as exc:
+                raise ConfigError(f"{key}.{k}: bad regular expression ({exc})") from None
+        routes.append(Route(**{k: str(v) for k, v in body.items()}))
+
+    if check_port:
+        _check_udp_port(media.bind_host, media.port)
+    return Config(ari=ari, redis=redis, media=media, detector=det, policies=policies, routes=tuple(routes),
+                  default_policy=default_policy)
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None, *, check_port: bool = True) -> Config:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return parse_config(raw, env, check_port=check_port)

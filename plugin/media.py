@@ -1,0 +1,196 @@
+"""One asyncio UDP endpoint for all media taps, demultiplexed by the sender's address.
+
+Each ExternalMedia channel sends its RTP from its own address (its ``UNICASTRTP_LOCAL_ADDRESS`` and
+``UNICASTRTP_LOCAL_PORT`` channel variables). The adapter announces that address with ``add_tap``;
+packets from any other address are counted and dropped. Per tap: RTP parse -> reorder buffer ->
+G.711 u-law or big-endian L16 decoding -> 8 kHz (slin16 is low-passed and decimated, with filter state
+kept across packets) -> 20 ms frames -> ``detector.chunking.SpeechChunker`` -> ``on_chunk``.
+
+The per-packet work is a 160/640-byte table lookup, a 20 ms FIR and one webrtcvad call (tens of
+microseconds, measured in tests/plugin/test_media.py); scoring, the expensive part, never runs here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.signal import firwin, lfilter, lfilter_zi
+
+from detector.audio import DETECTOR_RATE, ULAW_TO_PCM
+from detector.chunking import FRAME_MS, SpeechChunk, SpeechChunker
+from plugin import metrics
+from plugin.rtp import ReorderBuffer, StreamStats, parse_rtp
+
+log = logging.getLogger(__name__)
+
+Addr = tuple[str, int]
+FORMATS = {"ulaw": (0, 8000, 1), "slin16": (118, 16000, 2)}  # payload type, rate, bytes per sample
+_FRAME_8K = DETECTOR_RATE * FRAME_MS // 1000
+_DECIM_TAPS = firwin(63, 3600, fs=16000).astype(np.float64)
+
+
+class Decimator:
+    """16 kHz -> 8 kHz with an anti-alias FIR whose state spans packets (no per-packet edge clicks)."""
+
+    def __init__(self) -> None:
+        self._zi = lfilter_zi(_DECIM_TAPS, [1.0]) * 0.0
+        self._phase = 0
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        y, self._zi = lfilter(_DECIM_TAPS, [1.0], x.astype(np.float64), zi=self._zi)
+        out = y[self._phase::2]
+        self._phase = (self._phase + len(x)) % 2
+        return out
+
+
+@dataclass
+class TapStats:
+    packets: int = 0
+    malformed: int = 0
+    wrong_payload_type: int = 0
+    frames: int = 0
+    concealed: int = 0
+    chunks: int = 0
+    first_packet_at: float | None = None  # time.time() of the first packet
+    speech_onset_at: float | None = None  # wall-clock time when the first chunk's speech began
+
+
+@dataclass
+class LegTap:
+    """The receiving end of one tap: packets in, 2-second speech chunks out."""
+
+    key: str  # the leg's identifier, passed to on_chunk
+    fmt: str
+    on_chunk: Callable[[str, SpeechChunk], None]
+    reorder_window: int = 3
+    stats: TapStats = field(default_factory=TapStats)
+
+    def __post_init__(self) -> None:
+        self.payload_type, self.rate, self.width = FORMATS[self.fmt]
+        self.buffer = ReorderBuffer(window=self.reorder_window, samples_per_frame=self.rate * FRAME_MS // 1000)
+        self.chunker = SpeechChunker(rate=DETECTOR_RATE)
+        self._decim = Decimator() if self.rate != DETECTOR_RATE else None
+        self._pending = np.zeros(0, np.float64)  # 8 kHz samples waiting to fill a 20 ms frame
+        self._last_frame_len = self.rate * FRAME_MS // 1000 * self.width
+
+    @property
+    def rtp_stats(self) -> StreamStats:
+        return self.buffer.stats
+
+    def feed(self, data: bytes, now: float | None = None) -> None:
+        """One datagram. Never raises: bad packets are counted."""
+        try:
+            self._feed(data, now if now is not None else time.time())
+        except Exception:  # fail open: a bug in decoding must not kill the endpoint
+            metrics.inc("media_feed_errors")
+            log.exception("tap %s: packet processing failed", self.key)
+
+    def _feed(self, data: bytes, now: float) -> None:
+        st = self.stats
+        st.packets += 1
+        if st.first_packet_at is None:
+            st.first_packet_at = now
+        pkt = parse_rtp(data)
+        if pkt is None:
+            st.malformed += 1
+            metrics.inc("rtp_malformed")
+            return
+        dynamic_ok = self.fmt != "ulaw" and 96 <= pkt.payload_type <= 127
+        if pkt.payload_type != self.payload_type and not dynamic_ok:
+            st.wrong_payload_type += 1  # comfort noise, DTMF events, ...: not audio for us
+            return
+        for payload in self.buffer.push(pkt):
+            self._decode(payload, now)
+
+    def flush(self) -> None:
+        for payload in self.buffer.flush():
+            self._decode(payload, time.time())
+
+    def _decode(self, payload: bytes | None, now: float) -> None:
+        if payload is None:
+            self.stats.concealed += 1
+            n = self._last_frame_len // self.width
+            pcm = np.zeros(n, np.float64)
+        else:
+            usable = len(payload) - len(payload) % self.width
+            if usable <= 0:
+                self.stats.malformed += 1
+                return
+            self._last_frame_len = usable
+            if self.fmt == "ulaw":
+                pcm = ULAW_TO_PCM[np.frombuffer(payload, np.uint8, usable)].astype(np.float64)
+            else:
+                pcm = np.frombuffer(payload, ">i2", usable // 2).astype(np.float64)
+        if self._decim is not None:
+            pcm = self._decim(pcm)
+        self._pending = np.concatenate([self._pending, pcm]) if self._pending.size else pcm
+        while self._pending.size >= _FRAME_8K:
+            frame = np.clip(np.rint(self._pending[:_FRAME_8K]), -32768, 32767).astype(np.int16)
+            self._pending = self._pending[_FRAME_8K:]
+            self.stats.frames += 1
+            for chunk in self.chunker.push(frame):
+                self.stats.chunks += 1
+                if self.stats.speech_onset_at is None:
+                    # the chunk ends now; its speech began (end_s - start_s) stream-seconds ago
+                    self.stats.speech_onset_at = now - (chunk.end_s - chunk.start_s)
+                self.on_chunk(self.key, chunk)
+
+
+class MediaEndpoint(asyncio.DatagramProtocol):
+    """The single UDP socket all ExternalMedia channels send to."""
+
+    def __init__(self) -> None:
+        self.taps: dict[Addr, LegTap] = {}
+        self.unknown_packets = 0
+        self.transport: asyncio.DatagramTransport | None = None
+        self._warned: set[Addr] = set()
+
+    async def start(self, host: str, port: int) -> Addr:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("sockname")
+        return sock[0], sock[1]
+
+    def close(self) -> None:
+        if self.transport:
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def add_tap(self, addr: Addr, tap: LegTap) -> None:
+        self.taps[_norm(addr)] = tap
+
+    def remove_tap(self, addr: Addr) -> LegTap | None:
+        tap = self.taps.pop(_norm(addr), None)
+        if tap is not None:
+            tap.flush()
+        return tap
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+        key = _norm((addr[0], addr[1]))
+        tap = self.taps.get(key)
+        if tap is None:
+            self.unknown_packets += 1
+            metrics.inc("media_unknown_source_packets")
+            if key not in self._warned and len(self._warned) < 100:
+                self._warned.add(key)
+                log.info("dropping RTP from unannounced address %s:%d", *key)
+            return
+        tap.feed(data)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("media socket error: %s", exc)
+
+
+def _norm(addr: Addr) -> Addr:
+    host = addr[0]
+    if host.startswith("::ffff:"):
+        host = host[7:]
+    return host, int(addr[1])
