@@ -104,7 +104,7 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
     def progress(env: object) -> None:
         it = env.iteration + 1  # type: ignore[attr-defined]
         if it % 25 == 0:
-            res = {f"{d}:{m}": round(v, 4) for d, m, v, _ in env.evaluation_result_list}  # type: ignore[attr-defined]
+            res = {f"{d}:{m}": round(float(v), 4) for d, m, v, _ in env.evaluation_result_list}  # type: ignore[attr-defined]
             print(f"\rtrain gbm: round {it}/{rounds} {res}", end="", file=sys.stderr, flush=True)
 
     booster = lgb.train(p, dtrain, num_boost_round=remaining, valid_sets=[ddev], valid_names=["dev"],
