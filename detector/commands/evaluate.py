@@ -15,11 +15,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="eval", choices=("train", "dev", "eval"))
     p.add_argument("--detector", default="gbm", help=f"comma-separated, of {', '.join(DETECTOR_NAMES)}")
     p.add_argument("--models-dir", type=Path, default=None)
-    p.add_argument("--out", type=Path, default=Path("models/reports/eval"))
+    p.add_argument("--out", type=Path, default=None, help="default models/reports/<split> (or /lofo)")
+    p.add_argument("--protocol", choices=("split", "lofo"), default="split",
+                   help="lofo: leave-one-generator-family-out x leave-speakers-out cross-validation (GBM)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.protocol == "lofo":
+        from detector.lofo import run_lofo
+
+        summary = run_lofo(args.corpus, args.out or Path("models/reports/lofo"))
+        print(json.dumps({k: summary[k] for k in ("worst_eer", "mean_eer")}))
+        return 0
     from detector.evaluate import evaluate
 
     detectors = {}
@@ -29,6 +37,6 @@ def run(args: argparse.Namespace) -> int:
         except ModelError as exc:
             print(f"callguard eval: {exc}")
             return 2
-    summaries = evaluate(args.corpus, detectors, args.split, args.out)
+    summaries = evaluate(args.corpus, detectors, args.split, args.out or Path(f"models/reports/{args.split}"))
     print(json.dumps(summaries, indent=1))
     return 0
