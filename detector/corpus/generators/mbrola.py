@@ -1,0 +1,43 @@
+"""MBROLA diphone voices driven by espeak-ng (``-v mb-xx``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from detector.corpus.generators._util import join, need, read_wav_bytes, run
+
+FAMILY = "mbrola"
+ATTACK_TYPE = "tts"
+KIND = "tts"
+VOICES = {"us1": "en", "us2": "en", "en1": "en", "fr1": "fr", "fr4": "fr", "de2": "de", "de6": "de", "es1": "es",
+          "es2": "es", "it3": "it", "it4": "it", "nl2": "nl", "nl3": "nl", "cz2": "cs"}
+MBROLA_DIRS = [Path("/usr/share/mbrola"), Path("/usr/share/mbrola/voices")]
+
+
+def _installed(v: str) -> bool:
+    return any((d / v).exists() for d in MBROLA_DIRS)
+
+
+def check() -> str | None:
+    msg = need("espeak-ng", "espeak-ng") or need("mbrola", "mbrola")
+    if msg:
+        return msg
+    if not any(_installed(v) for v in VOICES):
+        return "no MBROLA voice installed: apt-get install mbrola-us1 mbrola-fr1 mbrola-it3 (non-free)"
+    return None
+
+
+def voices() -> list[tuple[str, str]]:
+    return [(f"mb-{v}", lang) for v, lang in VOICES.items() if _installed(v)]
+
+
+def synthesize(texts: list[str], voice: str, language: str, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    pieces, sr = [], 16000
+    for t in texts:
+        speed = int(rng.integers(130, 190))
+        pitch = int(rng.integers(30, 70))
+        x, sr = read_wav_bytes(run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", t]))
+        pieces.append(x)
+    return join(pieces, sr, rng), sr

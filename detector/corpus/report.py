@@ -1,0 +1,78 @@
+"""`callguard corpus report`: what a built corpus holds (counts per split, label, family, speaker...)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from detector.corpus.manifest import load_manifest
+from detector.corpus.splits import SPLITS, check_disjoint
+
+
+def _table(title: str, counter: Counter, total: int | None = None) -> list[str]:
+    lines = [title]
+    for k, v in sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0]))):
+        pct = f" ({100 * v / total:4.1f} %)" if total else ""
+        lines.append(f"  {k!s:<44} {v:7d}{pct}")
+    return lines
+
+
+def report(corpus_dir: str | Path) -> str:
+    corpus_dir = Path(corpus_dir)
+    rows = load_manifest(corpus_dir)
+    info_path = corpus_dir / "build_info.json"
+    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    n = len(rows)
+    out = [f"corpus {corpus_dir}: {n} chunks of 2 s at 8 kHz ({n * 2 / 3600:.1f} h)"]
+    if info:
+        out.append(f"built with seed {info.get('seed')} size {info.get('size')} in "
+                   f"{info.get('build_seconds', 0) / 60:.1f} min; manifest sha256 "
+                   f"{info.get('manifest_sha256', '')[:16]}")
+    out.append("")
+    out.append(f"{'split':<6} {'bonafide':>9} {'spoof':>7} {'spoof %':>8} {'speakers':>9} {'generators':>11} "
+               f"{'languages'}")
+    for s in SPLITS:
+        rs = [r for r in rows if r["split"] == s]
+        b = sum(r["label"] == "bonafide" for r in rs)
+        sp = len(rs) - b
+        spk = len({r["speaker"] for r in rs if r["label"] == "bonafide"})
+        gens = sorted({r["generator"] for r in rs if r["label"] == "spoof"})
+        langs = sorted({r["language"] for r in rs})
+        out.append(f"{s:<6} {b:9d} {sp:7d} {100 * sp / max(len(rs), 1):7.1f}% {spk:9d} {len(gens):11d} "
+                   f"{','.join(langs)}")
+        out.append(f"       generators: {', '.join(gens)}")
+    out.append("")
+    out += _table("chunks by attack type:", Counter(r["attack_type"] for r in rows), n)
+    out += _table("spoof chunks by generator family (split):",
+                  Counter(f"{r['generator']} ({r['split']})" for r in rows if r["label"] == "spoof"), n)
+    out += _table("bona fide chunks by speaker (source package, split):",
+                  Counter(f"{r['speaker']} ({r['source']}, {r['split']})" for r in rows
+                          if r["label"] == "bonafide"), n)
+    out += _table("chunks by language:", Counter(r["language"] for r in rows), n)
+    out += _table("chunks by codec:", Counter(r["codec"] for r in rows), n)
+    bl = Counter("band-limited" if r["bandlimit"] != "none" else "full band" for r in rows)
+    out += _table("band-limiting:", bl, n)
+    lossy = sum(float(r["loss_rate"]) > 0 for r in rows)
+    out.append(f"frame loss applied to {lossy} chunks; SNR {min(r['snr_db'] for r in rows):.0f}-"
+               f"{max(r['snr_db'] for r in rows):.0f} dB; gain {min(r['gain_db'] for r in rows):.0f}.."
+               f"{max(r['gain_db'] for r in rows):.0f} dB")
+    n_speakers = len({r["speaker"] for r in rows if r["label"] == "bonafide"})
+    n_groups = len({r["group"] for r in rows if r["label"] == "bonafide"})
+    n_fams = len({r["generator"] for r in rows if r["label"] == "spoof"})
+    neural = sorted({r["generator"] for r in rows if r["attack_type"] == "neural"})
+    out.append(f"human speakers: {n_speakers} in {n_groups} groups; generator families: {n_fams} "
+               f"(neural: {', '.join(neural) or 'none'}); languages: {len({r['language'] for r in rows})}")
+    gsm = [s["speaker"] for s in info.get("sources", []) if s.get("gsm")]
+    if gsm:
+        out.append(f"GSM-coded bona fide packs (already through a lossy codec): {', '.join(sorted(set(gsm)))}")
+    problems = check_disjoint(rows)
+    out.append("splits disjoint by speaker group and generator: " + ("yes" if not problems else
+                                                                     "NO: " + "; ".join(problems[:5])))
+    for fam, msg in sorted(info.get("missing_generators", {}).items()):
+        out.append(f"missing generator {fam}: {msg}")
+    for m in info.get("missing_sources", []):
+        out.append(f"missing source {m}")
+    if info.get("n_failed_jobs"):
+        out.append(f"{info['n_failed_jobs']} jobs failed, e.g. {info['failed_jobs'][0]}")
+    return "\n".join(out)
