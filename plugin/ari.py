@@ -183,7 +183,7 @@ class AriClient:
                             break
             except asyncio.CancelledError:
                 raise
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 log.warning("ARI events connection failed (%s); retrying in %.1f s", exc.__class__.__name__,
                             backoff)
             self._connected.clear()

@@ -160,7 +160,7 @@ class Bus:
                 try:
                     await self._send(msg)
                     return True
-                except (RedisError, OSError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, RedisError, OSError) as exc:
                     metrics.inc("bus_publish_failures")
                     log.warning("Redis publish failed (%s): spooling", exc.__class__.__name__)
             self.spool.append(msg)
@@ -184,7 +184,7 @@ class Bus:
                 for msg in pending:
                     await self._send(msg)
                     sent += 1
-            except (RedisError, OSError, asyncio.TimeoutError):
+            except (TimeoutError, RedisError, OSError):
                 pass
             finally:
                 if pending:

@@ -1,9 +1,10 @@
 """Per-leg rolling evidence -> verdict (bonafide / suspicious / spoof).
 
-The evidence is the mean of the last ``window`` chunk scores. ``suspicious`` at or above the
-calibration's ``warn`` threshold, ``spoof`` at or above ``hangup`` but only once ``min_chunks`` scored
-chunks back it (before that, strong evidence is reported as ``suspicious``). Detection errors are not
-evidence: they are counted and never move the verdict, so an error can never produce ``spoof``.
+The evidence is the mean of the last ``window`` chunk scores (the first scored chunk always sets a
+verdict). ``suspicious`` at or above the calibration's ``warn`` threshold, ``spoof`` at or above
+``hangup`` but only once ``min_chunks`` scored chunks back it (before that, strong evidence is
+reported as ``suspicious``). Detection errors are not evidence: they are counted and never move
+the verdict, so an error can never produce ``spoof``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class LegEvidence:
     scores: deque[float] = field(init=False)
     n_scored: int = 0
     n_errors: int = 0
-    verdict: str = BONAFIDE
+    verdict: str | None = None  # None until the first chunk is scored
     history: list[tuple[int, str]] = field(default_factory=list)  # (chunk index, verdict) on every change
 
     def __post_init__(self) -> None:

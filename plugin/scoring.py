@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import importlib.util
 import logging
 import multiprocessing
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -65,10 +67,24 @@ def _init_worker(loader: str, name: str, models_dir: str) -> None:
     global _DETECTOR, _LOAD_ERROR
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
-        module, func = loader.split(":", 1)
-        _DETECTOR = getattr(importlib.import_module(module), func)(name, models_dir or None)
+        _DETECTOR = resolve_loader(loader)(name, models_dir or None)
     except Exception as exc:  # reported by _worker_info, not by a broken pool
         _LOAD_ERROR = f"{exc.__class__.__name__}: {exc}"
+
+
+def resolve_loader(spec: str) -> Callable[[str, str | None], Any]:
+    """'package.module:function' or '/path/to/file.py:function' -> the function."""
+    module, func = spec.rsplit(":", 1)
+    if module.endswith(".py"):
+        loc = importlib.util.spec_from_file_location(f"callguard_loader_{abs(hash(module))}", module)
+        if loc is None or loc.loader is None:
+            raise ImportError(f"cannot load {module}")
+        mod = importlib.util.module_from_spec(loc)
+        sys.modules[loc.name] = mod  # dataclasses and pickling look modules up here
+        loc.loader.exec_module(mod)
+    else:
+        mod = importlib.import_module(module)
+    return getattr(mod, func)
 
 
 def _worker_info() -> DetectorInfo:

@@ -1,0 +1,366 @@
+"""The Asterisk adapter (ARI, tested on 16.28): call tracking, media taps, reactions.
+
+Two ways in (dialplan examples in ``dialplan/extensions.conf``):
+
+(a) ``Stasis(callguard,dial,<dial string>[,<timeout>])``: callguard answers the caller over ARI,
+    originates the other party into the app, and bridges both legs in a mixing bridge of its own.
+(b) ``Stasis(callguard,tap)`` just before the administrator's own ``Dial()``: callguard subscribes to the
+    channel explicitly (so it still sees the hang-up after the channel leaves Stasis), hands it straight
+    back with ``continue`` and taps it from outside: ``spy=in`` hears the caller, ``spy=out`` hears what
+    the caller is sent, i.e. the called party.
+
+A tap is a snoop channel + an ExternalMedia channel in a private mixing bridge. Every resource gets an id
+starting with ``cgtap-`` and is deleted at call end; ids are also swept at start-up, so a crashed
+plugin leaves nothing behind after its restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from plugin.ari import AriClient, AriError, Event
+from plugin.telephony import Addr, Call, CallEvents, CallInfo, Leg
+
+log = logging.getLogger(__name__)
+
+TAP_PREFIX = "cgtap-"
+CALL_PREFIX = "cgcall-"
+
+
+@dataclass
+class TapResources:
+    snoop: str
+    media: str
+    bridge: str
+    whispers: list[str] = field(default_factory=list)
+
+
+def endpoint_of(channel_name: str) -> str:
+    """'PJSIP/alice-0000002a' -> 'alice'."""
+    rest = channel_name.split("/", 1)[-1]
+    head, sep, tail = rest.rpartition("-")
+    return head if sep and tail and all(c in "0123456789abcdef" for c in tail) else rest
+
+
+def _safe(s: str) -> str:
+    return "".join(c if c.isalnum() or c in ".-_" else "_" for c in s)
+
+
+class AsteriskAdapter:
+    def __init__(self, ari: AriClient, media_addr: Addr, media_format: str = "ulaw",
+                 tap_timeout: float = 5.0) -> None:
+        self.ari = ari
+        self.media_addr = media_addr
+        self.media_format = media_format
+        self.tap_timeout = tap_timeout
+        self.events: CallEvents | None = None
+        self.calls: dict[str, Call] = {}
+        self.by_channel: dict[str, Call] = {}
+        self.taps: dict[str, TapResources] = {}  # leg key -> resources
+        self.playbacks: list[dict[str, Any]] = []  # (id, channel, started, finished) for reports and tests
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._first_connect = True
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self, events: CallEvents) -> None:
+        self.events = events
+        self.ari.on_event(self._on_event)
+        self.ari.on_connect(self._on_connect)
+        await self.ari.start()
+
+    async def close(self) -> None:
+        for call in list(self.calls.values()):
+            await self._end_call(call, "plugin stopping", hang_up=False)
+        for t in list(self._tasks):
+            t.cancel()
+        await self.ari.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _on_connect(self) -> None:
+        if self._first_connect:
+            self._first_connect = False
+            await self.sweep()
+            return
+        # reconnected: calls that ended while we were away must be cleaned up now
+        for call in list(self.calls.values()):
+            ch = await self.ari.request("GET", f"/channels/{call.caller_channel}", ok_missing=True)
+            if ch is None:
+                await self._end_call(call, "ended while ARI was disconnected")
+            elif call.mode == "dial":
+                with contextlib.suppress(AriError):
+                    await self.ari.subscribe(f"channel:{call.caller_channel}")
+
+    async def sweep(self) -> int:
+        """Delete tap channels and bridges left by an earlier run (ids starting with ``cgtap-``)."""
+        n = 0
+        try:
+            for ch in await self.ari.get("/channels") or []:
+                if ch["id"].startswith(TAP_PREFIX):
+                    await self.ari.delete(f"/channels/{ch['id']}")
+                    n += 1
+            for br in await self.ari.get("/bridges") or []:
+                if br["id"].startswith(TAP_PREFIX) or (br["id"].startswith(CALL_PREFIX) and not br["channels"]):
+                    await self.ari.delete(f"/bridges/{br['id']}")
+                    n += 1
+        except (AriError, OSError) as exc:
+            log.warning("sweep of stale taps failed: %s", exc)
+        if n:
+            log.info("removed %d stale tap channel(s)/bridge(s)", n)
+        return n
+
+    # ------------------------------------------------------------------ events
+    async def _on_event(self, ev: Event) -> None:
+        kind = ev.get("type")
+        if kind == "StasisStart":
+            ch = ev["channel"]
+            if ch["id"].startswith((TAP_PREFIX, CALL_PREFIX)):
+                return  # our own snoop / external media / originated callee channels
+            args = ev.get("args") or []
+            mode = args[0] if args else ""
+            if mode == "dial" and len(args) >= 2:
+                self._spawn(self._bridge_call(ch, args[1:]))
+            elif mode == "tap":
+                self._spawn(self._dial_call(ch))
+            else:
+                log.warning("channel %s entered Stasis with args %r; expected 'dial,<target>' or 'tap': "
+                            "sending it back to the dialplan", ch.get("name"), args)
+                self._spawn(self._continue(ch["id"]))
+        elif kind in ("StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"):
+            cid = ev.get("channel", {}).get("id", "")
+            call = self.by_channel.get(cid)
+            if call is None or call.ended:
+                return
+            if kind == "StasisEnd" and call.mode == "dial" and cid == call.caller_channel:
+                return  # expected: we sent it back to the dialplan
+            reason = ev.get("cause_txt") or kind
+            self._spawn(self._end_call(call, f"{'caller' if cid == call.caller_channel else 'callee'} "
+                                             f"{reason}".strip()))
+        elif kind in ("PlaybackStarted", "PlaybackFinished"):
+            pb = ev.get("playback", {})
+            for rec in self.playbacks:
+                if rec["id"] == pb.get("id"):
+                    rec["started" if kind == "PlaybackStarted" else "finished"] = time.time()
+            if kind == "PlaybackFinished":
+                target = pb.get("target_uri", "")
+                if target.startswith(f"channel:{TAP_PREFIX}w-"):
+                    self._spawn(self.ari.delete(f"/channels/{target.split(':', 1)[1]}"))
+
+    async def _continue(self, channel_id: str) -> None:
+        with contextlib.suppress(AriError):
+            await self.ari.post(f"/channels/{channel_id}/continue")
+
+    # ------------------------------------------------------------------ way (a): callguard bridges
+    async def _bridge_call(self, ch: Event, args: list[str]) -> None:
+        call_id = ch["id"]
+        call = Call(call_id=call_id, mode="bridge", caller_channel=call_id, info=_info(ch), started_at=time.time())
+        self.calls[call_id] = call
+        self.by_channel[call_id] = call
+        target = args[0]
+        timeout = int(args[1]) if len(args) > 1 and args[1].isdigit() else 30
+        callee_id = f"{CALL_PREFIX}{_safe(call_id)}-b"
+        bridge_id = f"{CALL_PREFIX}{_safe(call_id)}"
+        call.callee_channel = callee_id
+        self.by_channel[callee_id] = call
+        answered = self.ari.expect(lambda e: e.get("type") == "StasisStart"
+                                   and e["channel"]["id"] == callee_id)
+        gone = self.ari.expect(lambda e: e.get("type") == "ChannelDestroyed" and e["channel"]["id"] == callee_id)
+        try:
+            caller = ch.get("caller", {})
+            await asyncio.gather(
+                self.ari.post(f"/channels/{call_id}/answer"),
+                self.ari.post("/bridges", type="mixing", bridgeId=bridge_id, name=bridge_id),
+                self.ari.post("/channels", endpoint=target, app=self.ari.app, appArgs=f"callee,{call_id}",
+                              channelId=callee_id, timeout=timeout,
+                              callerId=f'"{caller.get("name", "")}" <{caller.get("number", "")}>'),
+            )
+            await self.ari.post(f"/bridges/{bridge_id}/addChannel", channel=call_id)
+            await self.ari.post(f"/channels/{call_id}/ring")
+            done, _ = await asyncio.wait({answered, gone}, timeout=timeout + 5,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if answered not in done:
+                raise RuntimeError(f"{target} did not answer")
+            if call.ended:
+                return
+            await self.ari.delete(f"/channels/{call_id}/ring")
+            await self.ari.post(f"/bridges/{bridge_id}/addChannel", channel=callee_id)
+        except (TimeoutError, AriError, RuntimeError, OSError) as exc:
+            log.warning("call %s: could not connect to %s: %s", call_id, target, exc)
+            await self._end_call(call, f"dial failed: {exc}")
+            return
+        finally:
+            for fut in (answered, gone):
+                if not fut.done():
+                    fut.cancel()
+        log.info("call %s: %s bridged to %s", call_id, ch.get("name"), target)
+        if not call.ended and self.events:
+            await self.events.call_started(call)
+
+    # ------------------------------------------------------------------ way (b): the dialplan's Dial()
+    async def _dial_call(self, ch: Event) -> None:
+        call_id = ch["id"]
+        call = Call(call_id=call_id, mode="dial", caller_channel=call_id, info=_info(ch), started_at=time.time())
+        self.calls[call_id] = call
+        self.by_channel[call_id] = call
+        try:
+            await self.ari.subscribe(f"channel:{call_id}")
+        except AriError as exc:
+            log.warning("call %s: explicit subscription failed (%s): hang-up may be seen late", call_id, exc)
+        await self._continue(call_id)  # never hold the caller up: Dial() runs while the tap is set up
+        if self.events:
+            await self.events.call_started(call)
+
+    # ------------------------------------------------------------------ the adapter interface
+    def legs_of(self, call: Call, guarded: tuple[str, ...]) -> list[Leg]:
+        legs = []
+        if "caller" in guarded:
+            legs.append(Leg(call.call_id, "caller", call.caller_channel, call.caller_channel, "in"))
+        if "callee" in guarded:
+            if call.mode == "bridge" and call.callee_channel:
+                legs.append(Leg(call.call_id, "callee", call.callee_channel, call.callee_channel, "in"))
+            elif call.mode == "dial":
+                legs.append(Leg(call.call_id, "callee", call.caller_channel, call.caller_channel, "out"))
+        return legs
+
+    def find_leg(self, call_id: str, leg: str) -> Leg | None:
+        call = self.calls.get(call_id)
+        return None if call is None or call.ended else call.legs.get(leg)
+
+    async def tap(self, leg: Leg, register: Callable[[Addr], None]) -> float:
+        t0 = time.monotonic()
+        base = f"{_safe(leg.call_id)}-{leg.leg}"
+        res = TapResources(snoop=f"{TAP_PREFIX}s-{base}", media=f"{TAP_PREFIX}m-{base}",
+                           bridge=f"{TAP_PREFIX}b-{base}")
+        self.taps[leg.key] = res
+        snoop_up = self.ari.expect(lambda e: e.get("type") == "StasisStart" and e["channel"]["id"] == res.snoop)
+        media_up = self.ari.expect(lambda e: e.get("type") == "StasisStart" and e["channel"]["id"] == res.media)
+        try:
+            host, port = self.media_addr
+            _, _, em = await asyncio.gather(
+                self.ari.post(f"/channels/{leg.tap_channel_id}/snoop", spy=leg.spy, whisper="none",
+                              app=self.ari.app, snoopId=res.snoop),
+                self.ari.post("/bridges", type="mixing", bridgeId=res.bridge, name=res.bridge),
+                self.ari.post("/channels/externalMedia", app=self.ari.app, channelId=res.media,
+                              external_host=f"{host}:{port}", format=self.media_format,
+                              encapsulation="rtp", transport="udp"),
+            )
+            vars_ = (em or {}).get("channelvars") or {}
+            addr = vars_.get("UNICASTRTP_LOCAL_ADDRESS")
+            rport = vars_.get("UNICASTRTP_LOCAL_PORT")
+            if not addr or not rport:
+                addr, rport = await asyncio.gather(self.ari.get_var(res.media, "UNICASTRTP_LOCAL_ADDRESS"),
+                                                   self.ari.get_var(res.media, "UNICASTRTP_LOCAL_PORT"))
+            if not addr or not rport:
+                raise RuntimeError("ExternalMedia channel has no UNICASTRTP_LOCAL_ADDRESS/PORT")
+            register((addr, int(rport)))
+            await asyncio.gather(self.ari.wait(snoop_up, self.tap_timeout),
+                                 self.ari.wait(media_up, self.tap_timeout))
+            await self.ari.post(f"/bridges/{res.bridge}/addChannel", channel=f"{res.snoop},{res.media}")
+        except BaseException:
+            for fut in (snoop_up, media_up):
+                if not fut.done():
+                    fut.cancel()
+            await self.stop_tap(leg)
+            raise
+        return time.monotonic() - t0
+
+    async def stop_tap(self, leg: Leg) -> None:
+        res = self.taps.pop(leg.key, None)
+        if res is None:
+            return
+        await self._delete_all(res)
+
+    async def _delete_all(self, res: TapResources) -> None:
+        for path in (f"/channels/{res.media}", f"/channels/{res.snoop}",
+                     *(f"/channels/{w}" for w in res.whispers), f"/bridges/{res.bridge}"):
+            try:
+                await self.ari.delete(path)
+            except (AriError, OSError) as exc:
+                log.warning("cleanup of %s failed: %s", path, exc)
+
+    async def annotate(self, leg: Leg, variables: dict[str, str]) -> None:
+        await asyncio.gather(*(self.ari.post(f"/channels/{leg.channel_id}/variable", variable=k, value=v)
+                               for k, v in variables.items()))
+
+    async def warn(self, leg: Leg, media: str) -> str:
+        """Play ``media`` to the other party of ``leg``; returns once the playback has started."""
+        call = self.calls.get(leg.call_id)
+        if call is None or call.ended:
+            raise RuntimeError("call already ended")
+        pb_id = f"cgpb-{_safe(leg.call_id)}-{leg.leg}-{len(self.playbacks)}"
+        rec: dict[str, Any] = {"id": pb_id, "call_id": leg.call_id, "leg": leg.leg, "media": media,
+                               "requested": time.time(), "started": None, "finished": None}
+        self.playbacks.append(rec)
+        started = self.ari.expect(lambda e: e.get("type") == "PlaybackStarted" and e["playback"]["id"] == pb_id)
+        try:
+            if call.mode == "bridge":
+                other = call.callee_channel if leg.leg == "caller" else call.caller_channel
+                rec["channel"] = other
+                await self.ari.post(f"/channels/{other}/play", media=media, playbackId=pb_id)
+            else:
+                # not in Stasis: whisper into the tapped channel. Caller's leg -> mix into what the caller
+                # sends ("in"), which the called party hears; callee's leg -> into what the caller hears.
+                res = self.taps.get(leg.key)
+                whisper_id = f"{TAP_PREFIX}w-{_safe(leg.call_id)}-{leg.leg}-{len(self.playbacks)}"
+                if res is not None:
+                    res.whispers.append(whisper_id)
+                up = self.ari.expect(lambda e: e.get("type") == "StasisStart" and e["channel"]["id"] == whisper_id)
+                await self.ari.post(f"/channels/{call.caller_channel}/snoop", spy="none",
+                                    whisper="in" if leg.leg == "caller" else "out", app=self.ari.app,
+                                    snoopId=whisper_id)
+                await self.ari.wait(up, self.tap_timeout)
+                rec["channel"] = whisper_id
+                await self.ari.post(f"/channels/{whisper_id}/play", media=media, playbackId=pb_id)
+            await self.ari.wait(started, self.tap_timeout)
+        finally:
+            if not started.done():
+                started.cancel()
+        return pb_id
+
+    async def hangup(self, leg: Leg, reason: str = "normal") -> None:
+        await self.ari.delete(f"/channels/{leg.channel_id}", reason=reason)
+
+    # ------------------------------------------------------------------ call end
+    async def _end_call(self, call: Call, reason: str, hang_up: bool = True) -> None:
+        if call.ended:
+            return
+        call.ended = True
+        log.info("call %s ended: %s", call.call_id, reason)
+        if self.events:
+            try:
+                await self.events.call_ended(call, reason)
+            except Exception:
+                log.exception("call_ended handler failed for %s", call.call_id)
+        prefix = f"{call.call_id}:"
+        for key in [k for k in self.taps if k.startswith(prefix)]:
+            res = self.taps.pop(key)
+            await self._delete_all(res)
+        if call.mode == "bridge":
+            if hang_up:
+                for cid in (call.caller_channel, call.callee_channel):
+                    if cid:
+                        with contextlib.suppress(AriError, OSError):
+                            await self.ari.delete(f"/channels/{cid}")
+            with contextlib.suppress(AriError, OSError):
+                await self.ari.delete(f"/bridges/{CALL_PREFIX}{_safe(call.call_id)}")
+        else:
+            await self.ari.unsubscribe(f"channel:{call.caller_channel}")
+        self.calls.pop(call.call_id, None)
+        for cid in (call.caller_channel, call.callee_channel):
+            if cid:
+                self.by_channel.pop(cid, None)
+
+
+def _info(ch: Event) -> CallInfo:
+    dp = ch.get("dialplan") or {}
+    return CallInfo(context=dp.get("context", ""), endpoint=endpoint_of(ch.get("name", "")),
+                    caller_id=(ch.get("caller") or {}).get("number", ""), exten=dp.get("exten", ""))

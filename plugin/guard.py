@@ -1,0 +1,181 @@
+"""The live path, wired: call events -> taps -> media chunks -> scoring -> policy -> bus messages.
+
+Reactions are not done here: they are driven by the bus messages (``plugin.reactions``), so any other
+process can react the same way. Every failure on this path fails open: the call goes on untapped or
+unscored, never hung up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from detector.chunking import SpeechChunk
+from plugin.bus import Bus, make_message
+from plugin.config import Config, Policy
+from plugin.media import LegTap, MediaEndpoint
+from plugin.policy import LegEvidence
+from plugin.scoring import ChunkJob, DetectorInfo, ScoreResult, ScoringService
+from plugin.telephony import Addr, Call, Leg, TelephonyAdapter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LegState:
+    leg: Leg
+    policy: Policy
+    evidence: LegEvidence
+    tap: LegTap
+    addr: Addr | None = None
+    tap_setup_s: float | None = None
+    tapped_at: float | None = None
+    chunk_timings: list[dict[str, Any]] = field(default_factory=list)
+    verdict_history: list[dict[str, Any]] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    shed_before: int = 0
+    first_verdict_at: float | None = None
+
+
+class Guard:
+    def __init__(self, config: Config, adapter: TelephonyAdapter, media: MediaEndpoint,
+                 scoring: ScoringService, bus: Bus) -> None:
+        self.config, self.adapter, self.media, self.scoring, self.bus = config, adapter, media, scoring, bus
+        self.legs: dict[str, LegState] = {}
+        scoring.on_result = self._on_result
+
+    @property
+    def detector(self) -> DetectorInfo:
+        assert self.scoring.info is not None, "scoring not started"
+        return self.scoring.info
+
+    # ------------------------------------------------------------------ CallEvents
+    async def call_started(self, call: Call) -> None:
+        policy = self.config.policy_for(call.info.context, call.info.endpoint, call.info.caller_id,
+                                        call.info.exten)
+        call.policy = policy.name
+        legs = self.adapter.legs_of(call, policy.legs)
+        log.info("call %s (%s, endpoint %s, exten %s): policy %s guards %s", call.call_id, call.mode,
+                 call.info.endpoint, call.info.exten, policy.name, ", ".join(lg.leg for lg in legs) or "nothing")
+        await asyncio.gather(*(self._tap_leg(call, leg, policy) for leg in legs))
+
+    async def _tap_leg(self, call: Call, leg: Leg, policy: Policy) -> None:
+        det = self.detector
+        state = LegState(
+            leg=leg, policy=policy,
+            evidence=LegEvidence(window=policy.window, min_chunks=policy.min_chunks, warn=det.warn,
+                                 hangup=det.hangup),
+            tap=LegTap(key=leg.key, fmt=self.config.media.format, on_chunk=self._on_chunk,
+                       reorder_window=self.config.media.reorder_window),
+            shed_before=self.scoring.shed)
+        self.legs[leg.key] = state
+        call.legs[leg.leg] = leg
+
+        def register(addr: Addr) -> None:
+            state.addr = addr
+            self.media.add_tap(addr, state.tap)
+
+        try:
+            state.tap_setup_s = await self.adapter.tap(leg, register)
+            state.tapped_at = time.time()
+            log.info("tap on %s leg of %s ready in %.0f ms (media from %s:%s)", leg.leg, call.call_id,
+                     state.tap_setup_s * 1000, *(state.addr or ("?", 0)))
+        except Exception as exc:  # fail open: the call goes on untapped
+            log.warning("could not tap %s leg of %s: %s", leg.leg, call.call_id, exc)
+            self.legs.pop(leg.key, None)
+            call.legs.pop(leg.leg, None)
+            if state.addr:
+                self.media.remove_tap(state.addr)
+            return
+        if call.ended:  # the call ended while the tap was being set up
+            await self.adapter.stop_tap(leg)
+
+    async def call_ended(self, call: Call, reason: str) -> None:
+        for name, leg in list(call.legs.items()):
+            state = self.legs.pop(leg.key, None)
+            if state and state.addr:
+                self.media.remove_tap(state.addr)
+            self.scoring.drop_leg(leg.key)
+            try:
+                await self.adapter.stop_tap(leg)
+            except Exception as exc:
+                log.warning("stop_tap %s/%s failed: %s", call.call_id, name, exc)
+            if state is not None:
+                await self._publish_summary(state, reason)
+
+    # ------------------------------------------------------------------ media -> scoring -> policy -> bus
+    def _on_chunk(self, key: str, chunk: SpeechChunk) -> None:
+        if key in self.legs:
+            self.scoring.submit(ChunkJob(leg=key, chunk=chunk, meta=time.time()))
+
+    def _base(self, state: LegState) -> dict[str, Any]:
+        return {"call_id": state.leg.call_id, "channel_id": state.leg.channel_id, "leg": state.leg.leg,
+                "detector": self.detector.name, "detector_version": self.detector.version,
+                "policy": state.policy.name}
+
+    async def _on_result(self, result: ScoreResult) -> None:
+        state = self.legs.get(result.job.leg)
+        if state is None:
+            return  # the leg ended while its chunk was being scored
+        chunk = result.job.chunk
+        now = time.time()
+        previous = state.evidence.verdict
+        changed = state.evidence.add(chunk.index, result.score)
+        if result.score is not None:
+            state.scores.append(result.score)
+        verdict = state.evidence.verdict or "bonafide"
+        timings = {"queued_s": round(result.queued_s, 4), "scoring_s": round(result.scoring_s, 4),
+                   "chunk_end_to_score_s": round(now - float(result.job.meta or now), 4)}
+        state.chunk_timings.append({"chunk_index": chunk.index, "start_s": chunk.start_s, "end_s": chunk.end_s,
+                                    "score": result.score, **timings})
+        evidence = state.evidence.evidence
+        await self.bus.publish(make_message(
+            "chunk", chunk_index=chunk.index, chunk_start_s=chunk.start_s, score=result.score,
+            verdict=verdict, evidence=None if evidence is None else round(evidence, 6), error=result.error,
+            timings=timings, **self._base(state)))
+        if not changed:
+            return
+        onset = state.tap.stats.speech_onset_at
+        if onset is not None:
+            timings["speech_onset_to_verdict_s"] = round(now - onset, 4)
+        if state.first_verdict_at is None:
+            state.first_verdict_at = now
+        state.verdict_history.append({"chunk_index": chunk.index, "verdict": verdict, "ts": round(now, 6)})
+        log.info("%s leg of %s: %s -> %s (evidence %.3f after %d chunk(s))", state.leg.leg, state.leg.call_id,
+                 previous, verdict, evidence or 0.0, state.evidence.n_scored)
+        await self.bus.publish(make_message(
+            "verdict", chunk_index=chunk.index, chunk_start_s=chunk.start_s, score=evidence, verdict=verdict,
+            previous_verdict=previous, evidence=None if evidence is None else round(evidence, 6),
+            actions=list(state.policy.actions.get(verdict, ())), warn_media=state.policy.warn_media,
+            timings=timings, seq=len(state.verdict_history), **self._base(state)))
+
+    async def _publish_summary(self, state: LegState, reason: str) -> None:
+        st = state.tap.stats
+        rtp = state.tap.rtp_stats
+        first_packet = (st.first_packet_at - state.tapped_at + (state.tap_setup_s or 0.0)
+                        if st.first_packet_at and state.tapped_at else None)
+        summary = {
+            "chunks": st.chunks, "scored": state.evidence.n_scored, "errors": state.evidence.n_errors,
+            "shed": self.scoring.shed - state.shed_before,
+            "max_score": max(state.scores) if state.scores else None,
+            "mean_score": round(statistics.fmean(state.scores), 6) if state.scores else None,
+            "final_verdict": state.evidence.verdict or "bonafide",
+            "verdict_history": state.verdict_history, "chunk_timings": state.chunk_timings,
+            "tap_setup_s": None if state.tap_setup_s is None else round(state.tap_setup_s, 4),
+            "first_packet_s": None if first_packet is None else round(first_packet, 4),
+            "speech_onset_to_first_verdict_s": (round(state.first_verdict_at - st.speech_onset_at, 4)
+                                                if state.first_verdict_at and st.speech_onset_at else None),
+            "rtp": {"packets": st.packets, "malformed": st.malformed, "frames": st.frames,
+                    "concealed": st.concealed, "lost": rtp.lost, "late": rtp.late,
+                    "duplicates": rtp.duplicates, "reordered": rtp.reordered},
+            "ended_by": reason,
+        }
+        msg = make_message("summary", chunk_index=None, chunk_start_s=None,
+                           score=summary["max_score"], verdict=summary["final_verdict"], summary=summary,
+                           seq=0, **self._base(state))
+        self.bus.write_summary_line(msg)
+        await self.bus.publish(msg)
