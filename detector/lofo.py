@@ -17,7 +17,7 @@ import numpy as np
 
 from detector.featcache import corpus_features
 from detector.metrics import eer
-from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, calibrate
+from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, calibrate, speaker_group
 
 
 def speaker_folds(rows: list[dict], n_folds: int) -> list[list[str]]:
@@ -25,7 +25,7 @@ def speaker_folds(rows: list[dict], n_folds: int) -> list[list[str]]:
     counts: dict[str, int] = defaultdict(int)
     for r in rows:
         if r["label"] == "bonafide":
-            counts[r["speaker"]] += 1
+            counts[speaker_group(r)] += 1
     folds: list[list[str]] = [[] for _ in range(n_folds)]
     load = [0] * n_folds
     for spk in sorted(counts, key=lambda s: (-counts[s], s)):
@@ -45,7 +45,7 @@ def run_lofo(corpus_dir: Path, out_dir: Path, rounds: int = 400, n_speaker_folds
     x = corpus_features(corpus_dir, rows)
     y = np.array([r["label"] != "bonafide" for r in rows], dtype=np.int32)
     family = np.array([r["generator"] if r["label"] != "bonafide" else "" for r in rows])
-    speaker = np.array([r["speaker"] for r in rows])
+    speaker = np.array([speaker_group(r) for r in rows])
     split = np.array([r["split"] for r in rows])
     families = sorted(set(family) - {""})
     folds = speaker_folds(rows, n_speaker_folds)

@@ -36,10 +36,15 @@ DEFAULT_PARAMS = {
 }
 
 
+def speaker_group(row: dict) -> str:
+    """The unit of speaker identity: a voice recorded in several packs counts once."""
+    return row.get("group") or row["speaker"]
+
+
 def balanced_weights(rows: list[dict]) -> np.ndarray:
     """Each class weighs the same in total; inside a class, each speaker (bona fide) or generator
     (spoof) weighs the same, so the model cannot win by learning a few frequent voices."""
-    groups = [("b", r["speaker"]) if r["label"] == "bonafide" else ("s", r["generator"]) for r in rows]
+    groups = [("b", speaker_group(r)) if r["label"] == "bonafide" else ("s", r["generator"]) for r in rows]
     count = Counter(groups)
     per_class = Counter(g[0] for g in count)
     w = np.array([1.0 / (count[g] * per_class[g[0]]) for g in groups])
@@ -69,7 +74,8 @@ class _Checkpoint:
 
 
 def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500, seed: int = 7,
-              checkpoint_every: int = 50, early_stopping: int = 100, params: dict | None = None) -> dict:
+              checkpoint_every: int = 50, early_stopping: int = 100, params: dict | None = None,
+              callbacks: list | None = None) -> dict:
     import lightgbm as lgb
 
     from detector.corpus.manifest import load_manifest
@@ -110,7 +116,7 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
     booster = lgb.train(p, dtrain, num_boost_round=remaining, valid_sets=[ddev], valid_names=["dev"],
                         init_model=init_model, keep_training_booster=True,
                         callbacks=[lgb.early_stopping(early_stopping, first_metric_only=True, verbose=False),
-                                   _Checkpoint(ckpt, checkpoint_every), progress])
+                                   _Checkpoint(ckpt, checkpoint_every), progress, *(callbacks or [])])
     print(file=sys.stderr)
     best = booster.best_iteration or booster.current_iteration()
     dev_scores = booster.predict(x_dev, num_iteration=best)
@@ -123,7 +129,7 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
     corpus_hash = (Path(corpus_dir) / "manifest.csv").read_bytes()
     calibration = {
         "version": version, "feature_schema": FEATURE_SCHEMA_VERSION, "feature_names": names,
-        "best_iteration": best, "params": p,
+        "best_iteration": best, "params": p, "resumed_from_round": done_rounds,
         "thresholds": {k: thresholds[k] for k in ("eer", "far_1pct", "far_0_1pct")},
         "dev": {"eer": thresholds["dev_eer"], "accuracy_at_eer_threshold": dev_rates["accuracy"],
                 "n_bonafide": int((y_dev == 0).sum()), "n_spoof": int((y_dev == 1).sum())},
