@@ -70,6 +70,13 @@ def _log_edges(n: int, rate: int, fmin: float = 60.0) -> tuple[float, ...]:
     return tuple(np.geomspace(fmin, rate / 2, n + 2).round(3))
 
 
+def _quantiles(v: np.ndarray, qs: tuple[float, ...], axis: int = 0) -> list[np.ndarray]:
+    """Nearest-rank quantiles from one sort (np.percentile costs ~0.1 ms a call; this is one sort)."""
+    srt = np.sort(v, axis=axis)
+    n = srt.shape[axis]
+    return [np.take(srt, min(n - 1, int(round(q * (n - 1)))), axis=axis) for q in qs]
+
+
 def _moments(v: np.ndarray, axis: int | None = None) -> list[float]:
     """Mean, standard deviation, skewness and excess kurtosis."""
     m = v.mean(axis=axis)
@@ -87,8 +94,10 @@ def _cepstral(power: np.ndarray, bank: np.ndarray, n_ceps: int, prefix: str) -> 
     ceps = dct(energies, type=2, norm="ortho", axis=1)[:, 1: n_ceps + 1]
     delta = np.gradient(ceps, axis=0)
     out: dict[str, float] = {}
-    med, spread = np.median(ceps, axis=0), np.subtract(*np.percentile(ceps, [84, 16], axis=0)) / 2
-    dspread = np.subtract(*np.percentile(delta, [84, 16], axis=0)) / 2
+    hi, med, lo = _quantiles(ceps, (0.84, 0.5, 0.16))
+    spread = (hi - lo) / 2
+    dhi, dlo = _quantiles(delta, (0.84, 0.16))
+    dspread = (dhi - dlo) / 2
     for i in range(n_ceps):
         out[f"{prefix}_c{i + 1}_med"] = float(med[i])
         out[f"{prefix}_c{i + 1}_sd"] = float(spread[i])
@@ -140,8 +149,8 @@ def _periodicity(frames: np.ndarray, rate: int) -> dict[str, float]:
     peak = ac[:, lo:hi].max(axis=1)
     lag = ac[:, lo:hi].argmax(axis=1) + lo
     voiced = peak > 0.5
-    out = {"periodicity_peak_med": float(np.median(peak)),
-           "periodicity_peak_p90": float(np.percentile(peak, 90)),
+    p50, p90 = _quantiles(peak, (0.5, 0.9))
+    out = {"periodicity_peak_med": float(p50), "periodicity_peak_p90": float(p90),
            "periodicity_voiced_frac": float(voiced.mean())}
     if voiced.sum() >= 3:
         f0 = rate / lag[voiced]
@@ -198,7 +207,7 @@ def extract_features(chunk: np.ndarray, rate: int = 8000) -> dict[str, float]:
     freqs = np.linspace(0, rate / 2, nbins)
     total = power.sum(axis=1)
     energy_db = 10 * np.log10(total)
-    active = energy_db > np.percentile(energy_db, 30)  # skip the quietest frames (gaps, lost frames)
+    active = energy_db > _quantiles(energy_db, (0.3,))[0]  # skip the quietest frames (gaps, lost frames)
     p = power[active] if active.sum() >= 5 else power
     pn = p / p.sum(axis=1, keepdims=True)
     flatness = np.exp(np.log(p).mean(axis=1)) / p.mean(axis=1)
@@ -209,8 +218,9 @@ def extract_features(chunk: np.ndarray, rate: int = 8000) -> dict[str, float]:
     flux = np.sqrt((np.diff(logp, axis=0) ** 2).mean(axis=1))
     for name, v in (("flatness", np.log(flatness)), ("centroid", centroid / rate), ("bandwidth", bandwidth / rate),
                     ("rolloff", rolloff / rate), ("flux", flux)):
-        feats[f"spectral_{name}_med"] = float(np.median(v))
-        feats[f"spectral_{name}_iqr"] = float(np.subtract(*np.percentile(v, [75, 25])))
+        q75, q50, q25 = _quantiles(v, (0.75, 0.5, 0.25))
+        feats[f"spectral_{name}_med"] = float(q50)
+        feats[f"spectral_{name}_iqr"] = float(q75 - q25)
     # high-frequency detail: spectral fine structure (ripple) above 2 kHz
     hf = logp[:, freqs > 2000]
     feats["spectral_hf_ripple"] = float(np.median(np.abs(np.diff(hf, 2, axis=1)).mean(axis=1)))
@@ -222,9 +232,11 @@ def extract_features(chunk: np.ndarray, rate: int = 8000) -> dict[str, float]:
     bands = np.stack([power[:, (freqs >= lo) & (freqs < hi)].sum(axis=1)
                       for lo, hi in zip(band_edges[:-1], band_edges[1:], strict=True)], axis=1)
     rel = np.log(bands / total[:, None] + EPS)
+    (med,) = _quantiles(rel[active] if active.sum() >= 5 else rel, (0.5,))
+    q75, q25 = _quantiles(rel, (0.75, 0.25))
     for b in range(rel.shape[1]):
-        feats[f"subband_b{b}_med"] = float(np.median(rel[active, b] if active.sum() >= 5 else rel[:, b]))
-        feats[f"subband_b{b}_iqr"] = float(np.subtract(*np.percentile(rel[:, b], [75, 25])))
+        feats[f"subband_b{b}_med"] = float(med[b])
+        feats[f"subband_b{b}_iqr"] = float(q75[b] - q25[b])
 
     # modulation spectrum of band envelopes (frame rate 100 Hz)
     env = np.log(bands + EPS)
