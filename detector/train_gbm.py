@@ -58,6 +58,43 @@ def calibrate(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
             "dev_eer": e}
 
 
+def model_card(cal: dict, train: list[dict], dev: list[dict]) -> str:
+    """The model card written next to the model: what it was trained on, how it did on dev, its limits."""
+    def counts(rows: list[dict], key: str) -> str:
+        c = Counter(r[key] for r in rows if key != "generator" or r["label"] != "bonafide")
+        return ", ".join(f"{k} ({v})" for k, v in sorted(c.items()))
+
+    t = cal["thresholds"]
+    return "\n".join([
+        f"# Model card: GBM detector `{cal['version']}`", "",
+        "LightGBM over hand-crafted features of 2-second, 8 kHz speech chunks (`detector/features.py`, schema "
+        f"{cal['feature_schema']}, {len(cal['feature_names'])} features in groups bispec, lfcc, cqcc, mfcc, spectral, "
+        "subband, modulation, phase, periodicity, lpc). Output: probability that the chunk is synthetic or replayed.",
+        "", "## Training data", "",
+        f"- train: {cal['train']['n_bonafide']} bona fide chunks, {cal['train']['n_spoof']} spoof chunks",
+        f"- bona fide speakers (train): {counts([r for r in train if r['label'] == 'bonafide'], 'speaker')}",
+        f"- generator families (train): {counts(train, 'generator')}",
+        f"- dev (early stopping and calibration only): {cal['dev']['n_bonafide']} bona fide, "
+        f"{cal['dev']['n_spoof']} spoof; families {counts(dev, 'generator')}",
+        f"- corpus manifest sha256 `{cal['corpus_manifest_sha256'][:16]}…`", "",
+        "Weights: each class weighs the same; within a class each speaker group (bona fide) or generator family "
+        "(spoof) weighs the same.", "",
+        "## Calibration (dev split)", "",
+        f"- dev EER {100 * cal['dev']['eer']:.2f} %, accuracy at the EER threshold "
+        f"{100 * cal['dev']['accuracy_at_eer_threshold']:.2f} %, best round {cal['best_iteration']}",
+        f"- thresholds: EER {t['eer']:.4f}; warn (1 % dev bona fide false alarms) {t['far_1pct']:.4f}; "
+        f"hangup (0.1 %) {t['far_0_1pct']:.4f}", "",
+        "## Evaluation", "",
+        "See `models/reports/eval/report.md` (unseen speakers and generator families) and "
+        "`models/reports/lofo/lofo.md` (leave-one-family-out × leave-speakers-out).", "",
+        "## Limits", "",
+        "- Trained only on speech that Debian/PyPI packages ship and on spoofs made here: few bona fide voices, "
+        "mostly classic TTS and signal-processing vocoders. Modern neural TTS and voice conversion are under-"
+        "represented; treat scores on them as weak evidence.",
+        "- Judges 2-s chunks of speech; the live policy averages several chunks before acting.",
+        "- Telephone band (8 kHz) only; wideband input is resampled to 8 kHz.", ""])
+
+
 class _Checkpoint:
     """Saves the booster every ``every`` rounds so an interrupted run resumes where it stopped."""
 
@@ -139,6 +176,7 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
         "corpus_manifest_sha256": hashlib.sha256(corpus_hash).hexdigest(),
     }
     (out_dir / CALIBRATION_FILE).write_text(json.dumps(calibration, indent=1))
+    (out_dir / "gbm.md").write_text(model_card(calibration, train, dev))
     ckpt.unlink(missing_ok=True)
     state_path.unlink(missing_ok=True)
     print(f"train gbm: best round {best}, dev EER {thresholds['dev_eer']:.2%}, thresholds "
