@@ -265,6 +265,7 @@ class AsteriskAdapter:
             await asyncio.gather(self.ari.wait(snoop_up, self.tap_timeout),
                                  self.ari.wait(media_up, self.tap_timeout))
             await self.ari.post(f"/bridges/{res.bridge}/addChannel", channel=f"{res.snoop},{res.media}")
+            self._spawn(self._no_cdr(res.snoop, res.media))
         except BaseException:
             for fut in (snoop_up, media_up):
                 if not fut.done():
@@ -272,6 +273,12 @@ class AsteriskAdapter:
             await self.stop_tap(leg)
             raise
         return time.monotonic() - t0
+
+    async def _no_cdr(self, *channel_ids: str) -> None:
+        """Keep tap channels out of the PBX's call records (best effort)."""
+        for cid in channel_ids:
+            with contextlib.suppress(AriError, OSError):
+                await self.ari.post(f"/channels/{cid}/variable", variable="CDR_PROP(disable)", value="1")
 
     async def stop_tap(self, leg: Leg) -> None:
         res = self.taps.pop(leg.key, None)
@@ -288,6 +295,17 @@ class AsteriskAdapter:
                 log.warning("cleanup of %s failed: %s", path, exc)
 
     async def annotate(self, leg: Leg, variables: dict[str, str]) -> None:
+        call = self.calls.get(leg.call_id)
+        if call is not None and call.mode == "dial":
+            # ARI sets channel variables only on channels in Stasis (409 otherwise). For Dial() calls
+            # the values go to globals named after the channel, e.g. DEEPFAKE_SCORE_1795308046_0; the
+            # dialplan's hang-up handler (dialplan/extensions.conf, [callguard-hangup]) copies them to
+            # the channel and CDR(deepfake_score) and unsets them.
+            uid = global_suffix(leg.channel_id)
+            await asyncio.gather(*(self.ari.post("/asterisk/variable", variable=f"{k}_{uid}", value=v)
+                                   for k, v in variables.items() if not k.startswith("CDR(")))
+            call.globals_set = True
+            return
         await asyncio.gather(*(self.ari.post(f"/channels/{leg.channel_id}/variable", variable=k, value=v)
                                for k, v in variables.items()))
 
@@ -318,6 +336,7 @@ class AsteriskAdapter:
                                     whisper="in" if leg.leg == "caller" else "out", app=self.ari.app,
                                     snoopId=whisper_id)
                 await self.ari.wait(up, self.tap_timeout)
+                self._spawn(self._no_cdr(whisper_id))
                 rec["channel"] = whisper_id
                 await self.ari.post(f"/channels/{whisper_id}/play", media=media, playbackId=pb_id)
             await self.ari.wait(started, self.tap_timeout)
@@ -354,10 +373,26 @@ class AsteriskAdapter:
                 await self.ari.delete(f"/bridges/{CALL_PREFIX}{_safe(call.call_id)}")
         else:
             await self.ari.unsubscribe(f"channel:{call.caller_channel}")
+            if call.globals_set:
+                self._spawn(self._unset_globals(call.caller_channel))
         self.calls.pop(call.call_id, None)
         for cid in (call.caller_channel, call.callee_channel):
             if cid:
                 self.by_channel.pop(cid, None)
+
+
+    async def _unset_globals(self, channel_id: str, delay: float = 10.0) -> None:
+        """Forget a Dial() call's DEEPFAKE_*_<id> globals once its hang-up handler had time to copy them."""
+        await asyncio.sleep(delay)
+        uid = global_suffix(channel_id)
+        for name in ("DEEPFAKE_SCORE", "DEEPFAKE_VERDICT", "DEEPFAKE_CALLEE_SCORE", "DEEPFAKE_CALLEE_VERDICT"):
+            with contextlib.suppress(AriError, OSError):
+                await self.ari.post("/asterisk/variable", variable=f"{name}_{uid}", value="")
+
+
+def global_suffix(channel_id: str) -> str:
+    """The suffix of a Dial() call's globals: the channel id with '.' and other punctuation as '_'."""
+    return "".join(c if c.isalnum() else "_" for c in channel_id)
 
 
 def _info(ch: Event) -> CallInfo:

@@ -50,6 +50,7 @@ class Call:
     legs: dict[str, Leg] = field(default_factory=dict)
     started_at: float = 0.0
     ended: bool = False
+    globals_set: bool = False  # Dial() calls: annotations were stored in globals (see plugin.asterisk)
 
 
 class CallEvents(Protocol):
