@@ -398,4 +398,5 @@ def global_suffix(channel_id: str) -> str:
 def _info(ch: Event) -> CallInfo:
     dp = ch.get("dialplan") or {}
     return CallInfo(context=dp.get("context", ""), endpoint=endpoint_of(ch.get("name", "")),
-                    caller_id=(ch.get("caller") or {}).get("number", ""), exten=dp.get("exten", ""))
+                    caller_id=(ch.get("caller") or {}).get("number", ""), exten=dp.get("exten", ""),
+                    caller_name=(ch.get("caller") or {}).get("name", ""))

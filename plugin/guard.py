@@ -39,6 +39,7 @@ class LegState:
     scores: list[float] = field(default_factory=list)
     shed_before: int = 0
     first_verdict_at: float | None = None
+    caller: dict[str, str] = field(default_factory=dict)
 
 
 class Guard:
@@ -71,7 +72,8 @@ class Guard:
                                  hangup=det.hangup),
             tap=LegTap(key=leg.key, fmt=self.config.media.format, on_chunk=self._on_chunk,
                        reorder_window=self.config.media.reorder_window),
-            shed_before=self.scoring.shed)
+            shed_before=self.scoring.shed,
+            caller={"caller_name": call.info.caller_name, "caller_number": call.info.caller_id})
         self.legs[leg.key] = state
         call.legs[leg.leg] = leg
 
@@ -115,7 +117,7 @@ class Guard:
     def _base(self, state: LegState) -> dict[str, Any]:
         return {"call_id": state.leg.call_id, "channel_id": state.leg.channel_id, "leg": state.leg.leg,
                 "detector": self.detector.name, "detector_version": self.detector.version,
-                "policy": state.policy.name}
+                "policy": state.policy.name, **state.caller}
 
     async def _on_result(self, result: ScoreResult) -> None:
         state = self.legs.get(result.job.leg)

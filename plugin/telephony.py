@@ -22,6 +22,7 @@ class CallInfo:
     endpoint: str = ""
     caller_id: str = ""
     exten: str = ""
+    caller_name: str = ""
 
 
 @dataclass
