@@ -90,6 +90,7 @@ class ReorderBuffer:
     _max_seen: int | None = None
     _last_ts: int | None = None
     _last_len: int = 0
+    _played: set[int] = field(default_factory=set)  # recent released sequence numbers (duplicate check)
 
     def _extend(self, seq: int) -> int:
         assert self._next is not None
@@ -111,8 +112,11 @@ class ReorderBuffer:
             self.stats.restarts += 1
             return out + self.push_fresh(pkt)
         if ext < self._next:
-            # already released or already concealed as lost: a duplicate or hopelessly late
-            self.stats.late += 1
+            # already played (a duplicate) or already concealed as lost (too late): dropped either way
+            if ext in self._played:
+                self.stats.duplicates += 1
+            else:
+                self.stats.late += 1
             return []
         if ext in self._buf:
             self.stats.duplicates += 1
@@ -136,6 +140,7 @@ class ReorderBuffer:
         self._buf = {}
         self._max_seen = None
         self._last_ts = None
+        self._played = set()
 
     def _emit(self, pkt: RtpPacket) -> list[bytes | None]:
         out: list[bytes | None] = []
@@ -157,6 +162,7 @@ class ReorderBuffer:
         while self._buf:
             if self._next in self._buf:
                 out += self._emit(self._buf.pop(self._next))
+                self._remember(self._next)
                 self._next += 1
                 continue
             newest = max(self._buf)
@@ -170,6 +176,11 @@ class ReorderBuffer:
             self._next += 1
         return out
 
+    def _remember(self, ext: int) -> None:
+        self._played.add(ext)
+        if len(self._played) > 256:
+            self._played = {e for e in self._played if e > ext - 128}
+
     def flush(self) -> list[bytes | None]:
         """Release everything buffered (end of stream): gaps become losses."""
         if self._next is None:
@@ -178,6 +189,7 @@ class ReorderBuffer:
         while self._buf:
             if self._next in self._buf:
                 out += self._emit(self._buf.pop(self._next))
+                self._remember(self._next)
             else:
                 out.append(None)
                 self.stats.lost += 1
