@@ -38,10 +38,10 @@ SIZES = {
     # seg_s: bona fide segment length; max_segs: per pack (None = all); passes: channel passes per bona fide
     # segment; spoof_ratio: spoof seconds planned per bona fide second; klettres: include that package
     "small": dict(seg_s=10.0, max_segs=1, passes=1, spoof_ratio=1.0, klettres=False, max_jobs_per_family=3),
-    "full": dict(seg_s=24.0, max_segs=None, passes=2, spoof_ratio=1.05, klettres=True, max_jobs_per_family=None),
+    "full": dict(seg_s=24.0, max_segs=None, passes=1, spoof_ratio=1.0, klettres=True, max_jobs_per_family=None),
 }
 TTS_SENTENCES_PER_JOB = 6
-EST_SECONDS_PER_SENTENCE = 3.0
+EST_SECONDS_PER_UTTERANCE = 5.0  # measured: a 6-utterance job gives 26-38 s of speech
 MIN_LANG_SHARE = 0.05
 
 
@@ -145,7 +145,7 @@ def _plan_tts(seed, split, fam, mod, target_s, lang_s, rng, cfg) -> list[Job]:
     names = sorted(langs)
     probs = np.array([langs[n] for n in names])
     probs /= probs.sum()
-    n_jobs = max(1, int(round(target_s / (TTS_SENTENCES_PER_JOB * EST_SECONDS_PER_SENTENCE))))
+    n_jobs = max(1, int(round(target_s / (TTS_SENTENCES_PER_JOB * EST_SECONDS_PER_UTTERANCE))))
     if cfg["max_jobs_per_family"]:
         n_jobs = min(n_jobs, cfg["max_jobs_per_family"])
     out = []

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from detector.audio import resample
-from detector.corpus.generators._util import import_with_shim
+from detector.corpus.generators._util import import_pyworld, import_with_shim
+from detector.corpus.generators.lpc import _excitation
 
 FAMILY = "mlsa"
 ATTACK_TYPE = "resynthesis"
@@ -38,8 +39,12 @@ def transform(x: np.ndarray, sr: int, rng: np.random.Generator, family: str = FA
     frames += 1e-6 * rng.standard_normal(frames.shape)  # keep mcep stable on digital silence
     mc = pysptk.mcep(frames, order=order, alpha=alpha, etype=1, eps=1e-8)
     fk = float(rng.uniform(0.85, 1.2)) if rng.random() < 0.5 else 1.0
-    pitch = pysptk.swipe(x64, fs=sr, hopsize=hop, min=60, max=400, otype="pitch")[:n] / fk
-    exc = pysptk.excite(np.ascontiguousarray(pitch), hop)
+    # F0 by WORLD's DIO and our own excitation: SPTK's swipe and excite are not reproducible run to run
+    pw = import_pyworld()
+    f0, t = pw.dio(x64, sr, frame_period=1000.0 * hop / sr)
+    f0 = pw.stonemask(x64, f0, t, sr)
+    f0 = np.pad(f0, (0, max(0, n - len(f0))))[:n] * fk
+    exc = _excitation(f0, hop, sr, rng, 0.0)
     b = pysptk.mc2b(mc, alpha)
     synth = Synthesizer(MLSADF(order=order, alpha=alpha, pd=5), hop)
     y = synth.synthesis(exc, np.ascontiguousarray(b))
