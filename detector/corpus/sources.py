@@ -142,10 +142,11 @@ def _under(files: list[Path], subdir: str) -> list[Path]:
 
 
 def _fillets_role(path: Path) -> str | None:
+    # "<level>-<role>-<line>.ogg", or "<role>-<line>.ogg" in a few levels (rush/m-silou.ogg)
     parts = path.stem.split("-")
-    if len(parts) < 3:
+    if len(parts) < 2:
         return "minor"
-    role = parts[1]
+    role = parts[1] if len(parts) >= 3 else parts[0]
     if role in FILLETS_SKIP_ROLES:
         return None
     return FILLETS_ROLES.get(role, "minor")

@@ -12,7 +12,7 @@ KIND = "tts"
 LANG_VOICES = {"en": ["en-us", "en-gb", "en-gb-scotland", "en-029"], "es": ["es", "es-419"], "fr": ["fr-fr", "fr-be"],
                "it": ["it"], "ru": ["ru"], "de": ["de"], "cs": ["cs"], "nl": ["nl"]}
 VARIANTS = ["m1", "m2", "m3", "m5", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2", "klatt3", "klatt4",
-            "croak", "Andy", "Annie", "steph", "robert", "iven2", "linda", "michel", "Mr serious"]
+            "croak", "Andy", "Annie", "steph", "robert", "iven2", "linda", "michel"]
 
 
 def check() -> str | None:

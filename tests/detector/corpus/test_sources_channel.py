@@ -48,6 +48,9 @@ def test_fillets_roles_map_fish_and_skip_effects() -> None:
     assert _fillets_role(Path("city/cs/vit-v-proc.ogg")) == "big_fish"
     assert _fillets_role(Path("city/cs/vit-hs-klid1.ogg")) == "minor"
     assert _fillets_role(Path("barrel/en/bar-x-tup.ogg")) is None
+    assert _fillets_role(Path("rush/cs/m-silou.ogg")) == "small_fish"
+    assert _fillets_role(Path("rush/cs/v-chytra.ogg")) == "big_fish"
+    assert _fillets_role(Path("hole/cs/l-halo0.ogg")) == "minor"
 
 
 def test_channel_is_deterministic_8khz_g711() -> None:
