@@ -355,6 +355,9 @@ class SippCall:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+                return False  # a zombie: it has exited, its parent just has not reaped it
         return True
     except ProcessLookupError:
         return False
