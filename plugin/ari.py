@@ -9,6 +9,7 @@ Rules learnt on Asterisk 16.28 (see docs/plugin.md):
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -35,7 +36,8 @@ class AriClient:
                  timeout: float = 10.0, max_backoff: float = 10.0) -> None:
         self.base = url.rstrip("/") + "/ari"
         self.app = app
-        self._auth = aiohttp.BasicAuth(username, password)
+        token = base64.b64encode(f"{username}:{password}".encode()).decode()
+        self._headers = {"Authorization": f"Basic {token}"}  # never logged
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_backoff = max_backoff
         self._session: aiohttp.ClientSession | None = None
@@ -49,7 +51,7 @@ class AriClient:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, wait: float | None = 10.0) -> None:
-        self._session = aiohttp.ClientSession(auth=self._auth, timeout=self._timeout)
+        self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
         self._ws_task = asyncio.create_task(self._ws_loop(), name="ari-events")
         if wait:
             await asyncio.wait_for(self._connected.wait(), wait)
