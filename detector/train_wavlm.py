@@ -100,6 +100,13 @@ def _labels(rows: list[dict]) -> np.ndarray:
     return np.array([r["label"] != "bonafide" for r in rows], dtype=np.int32)
 
 
+def _balanced_logloss(labels: np.ndarray, logits: np.ndarray) -> float:
+    """Binary cross-entropy averaged per class, then over the two classes."""
+    z = np.asarray(logits, dtype=np.float64)
+    per = np.where(labels == 1, np.logaddexp(0.0, -z), np.logaddexp(0.0, z))
+    return float(np.mean([per[labels == c].mean() for c in (0, 1) if (labels == c).any()]))
+
+
 def dev_subset(dev: list[dict], limit: int, seed: int) -> list[dict]:
     """A fixed, class-stratified subset of dev for fast model selection (all of dev if small)."""
     if len(dev) <= limit:
@@ -224,10 +231,15 @@ def train_wavlm(corpus_dir: Path, out_dir: Path, run_dir: Path, settings: TrainS
                       "settings": asdict(settings)}, ckpt_path)
 
     def evaluate_dev() -> None:
-        e, _ = eer(y_sel, torch_logits(model, x_sel))
-        state["history"].append({"step": state["step"], "dev_eer": e})
-        if state["best_eer"] is None or e < state["best_eer"]:
-            state.update(best_eer=e, best_step=state["step"], evals_since_best=0)
+        logits = torch_logits(model, x_sel)
+        e, _ = eer(y_sel, logits)
+        loss = _balanced_logloss(y_sel, logits)
+        state["history"].append({"step": state["step"], "dev_eer": e, "dev_logloss": loss})
+        # dev EER decides; on a tie (e.g. several evaluations at 0 %), the lower class-balanced dev log-loss
+        better = state["best_eer"] is None or e < state["best_eer"] - 1e-12 or (
+            abs(e - state["best_eer"]) <= 1e-12 and loss < state.get("best_logloss", np.inf))
+        if better:
+            state.update(best_eer=e, best_logloss=loss, best_step=state["step"], evals_since_best=0)
             _atomic_save({"key": key, "model": model.state_dict(), "meta": meta, "step": state["step"],
                           "dev_eer": e}, best_path)
         else:
@@ -252,7 +264,8 @@ def train_wavlm(corpus_dir: Path, out_dir: Path, run_dir: Path, settings: TrainS
         opt.step()
         sched.step()
         state["step"] += 1
-        ema = float(loss) if ema is None else 0.98 * ema + 0.02 * float(loss)
+        loss_value = loss.item()
+        ema = loss_value if ema is None else 0.98 * ema + 0.02 * loss_value
         state["seconds"] = seconds_before + time.time() - t_start
         if state["step"] % 10 == 0:
             rate = (state["step"] - resumed_from) / max(time.time() - t_start, 1e-6)
