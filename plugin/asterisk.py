@@ -101,22 +101,48 @@ class AsteriskAdapter:
                     await self.ari.subscribe(f"channel:{call.caller_channel}")
 
     async def sweep(self) -> int:
-        """Delete tap channels and bridges left by an earlier run (ids starting with ``cgtap-``)."""
+        """Start-up: delete tap channels/bridges left by an earlier run (ids ``cgtap-``) and adopt calls an
+        earlier run had bridged (``cgcall-`` bridges): they are guarded again, or ended if half gone."""
         n = 0
+        adopt: list[Event] = []
         try:
             for ch in await self.ari.get("/channels") or []:
                 if ch["id"].startswith(TAP_PREFIX):
                     await self.ari.delete(f"/channels/{ch['id']}")
                     n += 1
             for br in await self.ari.get("/bridges") or []:
-                if br["id"].startswith(TAP_PREFIX) or (br["id"].startswith(CALL_PREFIX) and not br["channels"]):
+                if br["id"].startswith(TAP_PREFIX):
                     await self.ari.delete(f"/bridges/{br['id']}")
                     n += 1
+                elif br["id"].startswith(CALL_PREFIX):
+                    adopt.append(br)
+            for br in adopt:  # only now: the new taps reuse the ids of the stale ones just deleted
+                await self._adopt(br)
         except (AriError, OSError) as exc:
             log.warning("sweep of stale taps failed: %s", exc)
         if n:
             log.info("removed %d stale tap channel(s)/bridge(s)", n)
         return n
+
+    async def _adopt(self, bridge: Event) -> None:
+        call_id = bridge["id"][len(CALL_PREFIX):]
+        callee_id = f"{CALL_PREFIX}{call_id}-b"
+        members = set(bridge.get("channels") or [])
+        if members != {call_id, callee_id}:
+            log.info("ending half-gone call %s left by an earlier run", call_id)
+            for cid in members:
+                await self.ari.delete(f"/channels/{cid}")
+            await self.ari.delete(f"/bridges/{bridge['id']}")
+            return
+        ch = await self.ari.get(f"/channels/{call_id}")
+        call = Call(call_id=call_id, mode="bridge", caller_channel=call_id, info=_info(ch),
+                    callee_channel=callee_id, started_at=time.time())
+        self.calls[call_id] = call
+        self.by_channel[call_id] = call
+        self.by_channel[callee_id] = call
+        log.info("adopted call %s bridged by an earlier run", call_id)
+        if self.events:
+            self._spawn(self.events.call_started(call))
 
     # ------------------------------------------------------------------ events
     async def _on_event(self, ev: Event) -> None:

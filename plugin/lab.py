@@ -457,7 +457,9 @@ def start_plugin(lab: Lab, timeout: float = 60.0, extra_env: dict[str, str] | No
     env = lab.env()
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.update(extra_env or {})
-    log = open(lab.log_dir / "callguard.log", "ab")  # noqa: SIM115
+    log_path = lab.log_dir / "callguard.log"
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    log = open(log_path, "ab")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "plugin.cli", "serve", "--config", str(lab.plugin_config)],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                             cwd=str(TEMPLATES.parent.parent), start_new_session=True)
@@ -474,9 +476,10 @@ def start_plugin(lab: Lab, timeout: float = 60.0, extra_env: dict[str, str] | No
         req.add_header("Authorization", f"Basic {token}")
         try:
             with urllib.request.urlopen(req, timeout=1) as resp:
-                if resp.status == 200 and "callguard serving" in (lab.log_dir / "callguard.log").read_text(
-                        errors="replace"):
-                    return proc
+                with log_path.open("rb") as f:
+                    f.seek(offset)
+                    if resp.status == 200 and b"callguard serving" in f.read():
+                        return proc
         except OSError:
             pass
         time.sleep(0.2)

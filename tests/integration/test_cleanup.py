@@ -1,0 +1,96 @@
+"""Call handling that does not depend on the detector's judgement (stand-in detector): taps vanish when a
+call ends abruptly on the PBX side, and a plugin killed mid-call leaves nothing behind after its restart,
+while the call itself goes on."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+import pytest
+
+from plugin.lab import Lab, audio_seconds, make_bonafide, start_plugin, stop_plugin
+
+pytestmark = pytest.mark.integration
+
+
+def _ari(lab: Lab, path: str) -> list:
+    import base64
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(f"{lab.ari_url}/ari{path}")
+    token = base64.b64encode(f"{lab.ari_user}:{lab.ari_password}".encode()).decode()
+    req.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def _wait(cond, timeout: float, step: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+def _taps(lab: Lab) -> tuple[list[str], list[str]]:
+    chans = [c["id"] for c in _ari(lab, "/channels") if c["id"].startswith("cgtap-")]
+    bridges = [b["id"] for b in _ari(lab, "/bridges") if b["id"].startswith("cgtap-")]
+    return chans, bridges
+
+
+@pytest.fixture(scope="module")
+def speech(stand_in_pbx: Lab):
+    return make_bonafide(stand_in_pbx.root / "media" / "speech.ulaw", seconds=7)
+
+
+def test_pbx_side_hangup_mid_call_removes_every_tap(stand_in_pbx, speech):
+    lab = stand_in_pbx
+    proc = start_plugin(lab)
+    try:
+        calls = [lab.sipp_call(ext, speech, duration_s=audio_seconds(speech) + 0.5, index=10 + i)
+                 for i, ext in enumerate(("100", "200"))]
+        # two calls, one tap each: snoop + external media channels and a bridge per tap
+        assert _wait(lambda: len(_taps(lab)[0]) == 4 and len(_taps(lab)[1]) == 2, 10), _taps(lab)
+        out = lab.asterisk_rx("core show channels concise")
+        callers = re.findall(r"^(PJSIP/sipp-[0-9a-f]+)!", out, re.M)
+        assert len(callers) == 2, out
+        for name in callers:
+            lab.asterisk_rx(f"channel request hangup {name}")
+        assert _wait(lambda: _taps(lab) == ([], []), 3), _taps(lab)
+        assert _wait(lambda: _ari(lab, "/channels") == [] and _ari(lab, "/bridges") == [], 5)
+        for c in calls:
+            c.wait(10)
+    finally:
+        stop_plugin(lab, proc)
+
+
+def test_a_plugin_killed_mid_call_leaves_nothing_after_restart_and_the_call_goes_on(stand_in_pbx, speech):
+    lab = stand_in_pbx
+    proc = start_plugin(lab)
+    call = lab.sipp_call("100", speech, duration_s=audio_seconds(speech) + 0.5, index=20)
+    try:
+        assert _wait(lambda: len(_taps(lab)[0]) == 2, 10), _taps(lab)
+        os.kill(proc.pid, signal.SIGKILL)  # crash: no clean-up at all
+        proc.wait(5)
+        time.sleep(0.5)
+        assert len(_taps(lab)[0]) == 2, "the crashed plugin's taps are still there"
+        assert call.proc.poll() is None, "the call went on without the plugin"
+        proc = start_plugin(lab)  # restart: stale taps swept, the bridged call adopted and tapped again
+        assert _wait(lambda: len(_taps(lab)[0]) == 2 and all("-caller" in c for c in _taps(lab)[0]), 5)
+        log = (lab.log_dir / "callguard.log").read_text()
+        assert "removed 3 stale tap" in log and "adopted call" in log
+        time.sleep(1.0)
+        assert call.proc.poll() is None and not call.hung_up_by_pbx, "the call is still up"
+        out = lab.asterisk_rx("core show channels concise")
+        for name in re.findall(r"^(PJSIP/sipp-[0-9a-f]+)!", out, re.M):
+            lab.asterisk_rx(f"channel request hangup {name}")  # end it now: the adopted call is cleaned up too
+        assert _wait(lambda: _ari(lab, "/channels") == [] and _ari(lab, "/bridges") == [], 5), \
+            (_ari(lab, "/channels"), _ari(lab, "/bridges"))
+    finally:
+        call.stop()
+        stop_plugin(lab, proc)
