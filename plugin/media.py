@@ -176,6 +176,8 @@ class MediaEndpoint(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
         key = _norm((addr[0], addr[1]))
         tap = self.taps.get(key)
+        if tap is None:  # a tap announced with a wildcard address (0.0.0.0:port): match the port alone
+            tap = self.taps.get(("0.0.0.0", key[1])) or self.taps.get(("::", key[1]))
         if tap is None:
             self.unknown_packets += 1
             metrics.inc("media_unknown_source_packets")
