@@ -391,7 +391,12 @@ on_suspicious = ["annotate"]
 on_spoof = ["annotate", "warn"]
 
 [[routes]]
-# lab: calls from the sipp test endpoint get the hang-up policy
+# lab: ext 300 and 400 reach a called party that talks: guard both legs, never hang up
+exten = "[34]00"
+policy = "watch-only"
+
+[[routes]]
+# lab: other calls from the sipp test endpoint get the hang-up policy
 endpoint = "sipp"
 policy = "guard-caller"
 """

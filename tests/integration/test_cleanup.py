@@ -94,3 +94,48 @@ def test_a_plugin_killed_mid_call_leaves_nothing_after_restart_and_the_call_goes
     finally:
         call.stop()
         stop_plugin(lab, proc)
+
+
+def test_the_route_policy_decides_which_legs_are_tapped(stand_in_pbx, speech):
+    """Ext 300 (callguard bridges) and 400 (Dial() way) are routed to a policy guarding both legs: the
+    called party's speech is chunked and scored as leg "callee" in both ways in."""
+    import asyncio
+    import json
+
+    import redis.asyncio as aioredis
+
+    lab = stand_in_pbx
+    proc = start_plugin(lab)
+
+    async def listen(seconds: float) -> list[dict]:
+        r = aioredis.Redis.from_url(lab.redis_url, password=lab.redis_password, decode_responses=True)
+        ps = r.pubsub()
+        await ps.subscribe("callguard:verdicts")
+        calls = [lab.sipp_call(ext, speech, duration_s=seconds, index=30 + i, caller_name=f"x{ext}")
+                 for i, ext in enumerate(("300", "400"))]
+        out: list[dict] = []
+        deadline = time.monotonic() + seconds + 8
+        while time.monotonic() < deadline:
+            raw = await ps.get_message(ignore_subscribe_messages=True, timeout=0.2)
+            if raw and raw["type"] == "message":
+                out.append(json.loads(raw["data"]))
+            if sum(m["type"] == "summary" for m in out) == 4:
+                break
+        for c in calls:
+            c.wait(5)
+        await ps.aclose()
+        await r.aclose()
+        return out
+
+    try:
+        msgs = asyncio.run(listen(min(audio_seconds(speech) + 0.5, 9.0)))
+    finally:
+        stop_plugin(lab, proc)
+    for ext, callee_channel_kind in (("300", "cgcall-"), ("400", "")):
+        mine = [m for m in msgs if m.get("caller_name") == f"x{ext}"]
+        legs = {m["leg"] for m in mine if m["type"] == "chunk"}
+        assert legs == {"caller", "callee"}, (ext, legs)
+        assert all(m["policy"] == "watch-only" for m in mine)
+        callee_chunks = [m for m in mine if m["type"] == "chunk" and m["leg"] == "callee"]
+        assert callee_chunks[0]["channel_id"].startswith(callee_channel_kind)
+    assert _wait(lambda: _ari(lab, "/channels") == [] and _ari(lab, "/bridges") == [], 5)
