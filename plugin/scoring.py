@@ -20,7 +20,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,14 +128,27 @@ class ScoringService:
     async def start(self, timeout: float = 120.0) -> DetectorInfo:
         loop = asyncio.get_running_loop()
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker, initargs=(self.loader, self.name, self.models_dir))
+            self._executor = self._new_pool()
         self.info = await asyncio.wait_for(loop.run_in_executor(self._executor, _worker_info), timeout)
         self._tasks = [asyncio.create_task(self._run(), name=f"scoring-{i}") for i in range(self.workers)]
         log.info("detector %s %s ready in %d worker(s): warn=%.3f hangup=%.3f", self.info.name,
                  self.info.version, self.workers, self.info.warn, self.info.hangup)
         return self.info
+
+    def _new_pool(self) -> Executor:
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(self.loader, self.name, self.models_dir))
+
+    def _restart_pool(self) -> None:
+        """A worker died (crash, OOM kill): replace the pool; chunks in flight are reported as errors."""
+        if not self._own_executor:
+            return
+        metrics.inc("detector_pool_restarts")
+        log.error("a detector worker process died: restarting the pool")
+        old = self._executor
+        self._executor = self._new_pool()
+        if old is not None:
+            old.shutdown(wait=False, cancel_futures=True)
 
     async def close(self) -> None:
         for t in self._tasks:
@@ -185,6 +198,11 @@ class ScoringService:
                 self.scored += 1
             except asyncio.CancelledError:
                 raise
+            except BrokenExecutor as exc:
+                error = f"{exc.__class__.__name__}: worker process died"
+                self.errors += 1
+                metrics.inc("detector_errors")
+                self._restart_pool()
             except Exception as exc:
                 error = f"{exc.__class__.__name__}: {exc}"
                 self.errors += 1

@@ -103,3 +103,35 @@ def test_shedding_hits_the_leg_that_overflows_not_the_others():
         return sorted((r.job.leg, r.job.chunk.index) for r in results)
 
     assert asyncio.run(main()) == [("a", 0), ("a", 1), ("b", 1)]
+
+
+def test_a_dead_worker_is_an_error_result_and_the_pool_comes_back():
+    import os
+    import signal
+
+    async def main():
+        results = []
+        svc = ScoringService("gbm", "", workers=1, queue_size=4, loader=f"{HERE / 'fakedet.py'}:load",
+                             on_result=results.append)
+        await svc.start()
+        # kill the worker process behind the service's back
+        pids = list(svc._executor._processes)  # type: ignore[union-attr]
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.3)
+        svc.submit(ChunkJob("a", chunk(0)))
+        for _ in range(200):
+            if results:
+                break
+            await asyncio.sleep(0.02)
+        svc.submit(ChunkJob("a", chunk(1, 0.4)))
+        for _ in range(300):
+            if len(results) == 2:
+                break
+            await asyncio.sleep(0.02)
+        await svc.close()
+        return results
+
+    results = asyncio.run(main())
+    assert results[0].score is None and "died" in results[0].error
+    assert results[1].score == 0.95
