@@ -139,3 +139,16 @@ def test_the_route_policy_decides_which_legs_are_tapped(stand_in_pbx, speech):
         callee_chunks = [m for m in mine if m["type"] == "chunk" and m["leg"] == "callee"]
         assert callee_chunks[0]["channel_id"].startswith(callee_channel_kind)
     assert _wait(lambda: _ari(lab, "/channels") == [] and _ari(lab, "/bridges") == [], 5)
+
+
+def test_calls_go_through_unguarded_when_callguard_is_not_running(stand_in_pbx, speech):
+    lab = stand_in_pbx
+    stop_plugin(lab)
+    time.sleep(0.3)
+    calls = {ext: lab.sipp_call(ext, speech, duration_s=3.0, index=40 + i) for i, ext in enumerate(("100", "200"))}
+    for ext, call in calls.items():
+        assert call.wait(20) == 0, f"ext {ext}: the call failed without callguard"
+        assert not call.hung_up_by_pbx
+    log = (lab.log_dir / "messages").read_text(errors="replace")
+    assert log.count(f"Stasis app '{lab.app}' not registered") >= 2
+    assert "[100@from-external:4] Dial(" in log and "[200@from-external:3] Dial(" in log
