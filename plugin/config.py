@@ -88,6 +88,7 @@ class Policy:
     actions: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: {
         "bonafide": ("annotate",), "suspicious": ("annotate", "warn"), "spoof": ("annotate", "warn", "hangup")})
     warn_media: str = "sound:beep"
+    hangup_grace_s: float = 0.5  # after a warning, wait this long before hanging up (so it is heard)
 
     def allows(self, verdict: str, action: str) -> bool:
         return action in self.actions.get(verdict, ())
@@ -189,7 +190,8 @@ def _policy(name: str, raw: Any) -> Policy:
     key = f"policies.{name}"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{key}: expected a table")
-    known = {"legs", "window", "min_chunks", "warn_media", "on_bonafide", "on_suspicious", "on_spoof"}
+    known = {"legs", "window", "min_chunks", "warn_media", "hangup_grace_s", "on_bonafide", "on_suspicious",
+             "on_spoof"}
     for k in raw:
         if k not in known:
             raise ConfigError(f"{key}.{k}: unknown key (known: {', '.join(sorted(known))})")
@@ -211,8 +213,11 @@ def _policy(name: str, raw: Any) -> Policy:
     warn_media = _coerce(f"{key}.warn_media", raw.get("warn_media", base.warn_media), str)
     if not re.fullmatch(r"(sound|recording|tone|digits|number):\S+", warn_media):
         raise ConfigError(f"{key}.warn_media: expected an ARI media URI like 'sound:beep', got {warn_media!r}")
+    grace = raw.get("hangup_grace_s", base.hangup_grace_s)
+    if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace <= 10:
+        raise ConfigError(f"{key}.hangup_grace_s: expected seconds between 0 and 10, got {grace!r}")
     return Policy(name=name, legs=legs, window=window, min_chunks=min_chunks, actions=actions,
-                  warn_media=warn_media)
+                  warn_media=warn_media, hangup_grace_s=float(grace))
 
 
 def _check_udp_port(host: str, port: int) -> None:

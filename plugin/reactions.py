@@ -31,13 +31,12 @@ log = logging.getLogger(__name__)
 
 class Reactor:
     def __init__(self, url: str, password: str, channel: str, adapter: TelephonyAdapter,
-                 policies: Mapping[str, Policy], hangup_grace_s: float = 0.6) -> None:
+                 policies: Mapping[str, Policy]) -> None:
         self.redis = aioredis.Redis.from_url(url, password=password or None, socket_connect_timeout=2.0,
                                              decode_responses=True)
         self.channel = channel
         self.adapter = adapter
         self.policies = policies
-        self.hangup_grace_s = hangup_grace_s  # let the warning be heard before the hang-up
         self._task: asyncio.Task[None] | None = None
         self._warned: dict[str, set[str]] = {}
         self._hung_up: set[str] = set()
@@ -119,8 +118,8 @@ class Reactor:
                 if await self._safe("warn", self.adapter.warn(leg, policy.warn_media)):
                     done["warn_started_s"] = time.time() - t_msg
         if verdict == "spoof" and policy.allows("spoof", "hangup") and key not in self._hung_up:
-            if "warn_started_s" in done:
-                await asyncio.sleep(self.hangup_grace_s)
+            if "warn_started_s" in done and policy.hangup_grace_s > 0:
+                await asyncio.sleep(policy.hangup_grace_s)  # let the warning be heard first
             self._hung_up.add(key)
             log.warning("hanging up %s (%s leg judged spoof, policy %s)", leg.channel_id, leg.leg, policy.name)
             if await self._safe("hangup", self.adapter.hangup(leg)):

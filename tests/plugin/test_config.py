@@ -76,6 +76,7 @@ def test_unknown_keys_sections_and_values_are_named():
     assert error_of(base(detector={"workers": "many"})).startswith("detector.workers: expected an integer")
     assert error_of(base(policies={"p": {"legs": ["third"]}})).startswith("policies.p.legs: unknown value")
     assert error_of(base(default_policy="ghost")).startswith("default_policy: unknown policy")
+    assert error_of(base(policies={"p": {"hangup_grace_s": -1}})).startswith("policies.p.hangup_grace_s")
 
 
 def test_media_port_in_use_is_reported_on_the_media_port_key():

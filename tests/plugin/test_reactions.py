@@ -11,7 +11,7 @@ from plugin.reactions import Reactor
 from plugin.telephony import Leg
 
 LEG = Leg(call_id="c1", leg="caller", channel_id="c1", tap_channel_id="c1", spy="in")
-GUARD = Policy(name="guard")
+GUARD = Policy(name="guard", hangup_grace_s=0.0)
 WATCH = Policy(name="watch", actions={"bonafide": ("annotate",), "suspicious": ("annotate",),
                                       "spoof": ("annotate", "warn")})
 
@@ -45,8 +45,7 @@ def msg(verdict: str, policy: str = "guard", n: int = 1, kind: str = "verdict", 
 
 
 def react(adapter: RecordingAdapter, *messages: dict) -> list[str]:
-    reactor = Reactor("redis://127.0.0.1:1/0", "", "ch", adapter, {"guard": GUARD, "watch": WATCH},
-                      hangup_grace_s=0.0)
+    reactor = Reactor("redis://127.0.0.1:1/0", "", "ch", adapter, {"guard": GUARD, "watch": WATCH})
 
     async def main() -> None:
         for m in messages:
