@@ -47,7 +47,10 @@ def test_errors_do_not_count_as_chunks_or_evidence():
     assert e.verdict == "suspicious" and e.n_scored == 1 and e.n_errors == 2
 
 
-@given(st.lists(st.one_of(st.none(), st.floats(0, 1)), max_size=40), st.integers(1, 5), st.integers(1, 5))
+SCORES = st.floats(0, 1, allow_subnormal=False)  # a fast-math library in the test process flushes subnormals
+
+
+@given(st.lists(st.one_of(st.none(), SCORES), max_size=40), st.integers(1, 5), st.integers(1, 5))
 def test_errors_never_change_the_outcome(results, window, min_chunks):
     with_errors, without = ev(window, min_chunks), ev(window, min_chunks)
     for i, r in enumerate(results):
