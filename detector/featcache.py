@@ -29,10 +29,26 @@ def _features_of_paths(args: tuple[str, list[str]]) -> np.ndarray:
     return extract_matrix(load_chunks(Path(corpus_dir), [{"path": p} for p in paths]))
 
 
-def corpus_features(corpus_dir: Path, rows: list[dict], workers: int | None = None,
-                    batch: int = 200) -> np.ndarray:
-    """[len(rows), n_features] for these corpus rows; cached under ``corpus_dir/features/``."""
-    cache = Path(corpus_dir) / "features" / f"v{FEATURE_SCHEMA_VERSION}-{_rows_key(rows)}.npy"
+def corpus_features(corpus_dir: Path, rows: list[dict], workers: int | None = None) -> np.ndarray:
+    """[len(rows), n_features] for these rows of the corpus in ``corpus_dir``.
+
+    Features of the whole manifest are computed once and cached; any subset (a split, a fold) is then
+    a lookup, so training, evaluation and the cross-validation protocol share one extraction.
+    """
+    from detector.corpus.manifest import load_manifest
+
+    everything = load_manifest(corpus_dir)
+    matrix = _features_of_rows(Path(corpus_dir), everything, workers)
+    index = {r["path"]: i for i, r in enumerate(everything)}
+    try:
+        return matrix[[index[r["path"]] for r in rows]]
+    except KeyError as exc:
+        raise ValueError(f"{corpus_dir}: row {exc} is not in the manifest") from exc
+
+
+def _features_of_rows(corpus_dir: Path, rows: list[dict], workers: int | None = None,
+                      batch: int = 200) -> np.ndarray:
+    cache = corpus_dir / "features" / f"v{FEATURE_SCHEMA_VERSION}-{_rows_key(rows)}.npy"
     if cache.is_file():
         return np.load(cache)
     workers = workers or max(1, min(2, os.cpu_count() or 1))
