@@ -35,14 +35,19 @@ def speaker_folds(rows: list[dict], n_folds: int) -> list[list[str]]:
     return [f for f in folds if f]
 
 
-def run_lofo(corpus_dir: Path, out_dir: Path, rounds: int = 400, n_speaker_folds: int = 4,
-             params: dict | None = None) -> dict:
+def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speaker_folds: int = 4,
+             params: dict | None = None, splits: tuple[str, ...] = ("train", "dev", "eval"),
+             feature_mask: np.ndarray | None = None) -> dict:
+    """Run the protocol. ``splits=("train", "dev")`` keeps the eval split out, for model-selection
+    experiments; the shipped report uses all splits. ``feature_mask`` selects feature columns."""
     import lightgbm as lgb
 
     from detector.corpus.manifest import load_manifest
 
-    rows = load_manifest(corpus_dir)
+    rows = [r for r in load_manifest(corpus_dir) if r["split"] in splits]
     x = corpus_features(corpus_dir, rows)
+    if feature_mask is not None:
+        x = x[:, feature_mask]
     y = np.array([r["label"] != "bonafide" for r in rows], dtype=np.int32)
     family = np.array([r["generator"] if r["label"] != "bonafide" else "" for r in rows])
     speaker = np.array([speaker_group(r) for r in rows])
@@ -84,7 +89,8 @@ def run_lofo(corpus_dir: Path, out_dir: Path, rounds: int = 400, n_speaker_folds
                "speaker_far": {s: {"far_warn": float(np.mean([v[0] for v in vals])),
                                    "far_hangup": float(np.mean([v[1] for v in vals])),
                                    "chunks": int(vals[0][2])} for s, vals in speaker_far.items()}}
-    write_report(summary, out_dir)
+    if out_dir is not None:
+        write_report(summary, out_dir)
     return summary
 
 
