@@ -149,9 +149,11 @@ def _demo(root: Path, args: argparse.Namespace) -> int:
         for label, exten, call in calls:
             summ = next((m for m in messages if m["type"] == "summary" and m.get("caller_name") == label), None)
             s = summ["summary"] if summ else {}
+            mx = s.get("max_score")
             print(f"  {label:<10} ext {exten}: final verdict {s.get('final_verdict', '?'):<10} "
-                  f"max score {s.get('max_score')}  hung up by callguard: {'yes' if call.hung_up_by_pbx else 'no'}"
-                  f"  tap set-up {s.get('tap_setup_s')} s, first verdict {s.get('speech_onset_to_first_verdict_s')} s"
+                  f"max score {'-' if mx is None else f'{mx:.3f}'}  "
+                  f"hung up by callguard: {'yes' if call.hung_up_by_pbx else 'no'}  "
+                  f"tap set-up {s.get('tap_setup_s')} s, first verdict {s.get('speech_onset_to_first_verdict_s')} s"
                   " after speech onset")
         return 0
     except KeyboardInterrupt:
