@@ -427,7 +427,7 @@ def make_bonafide(out: Path, seconds: float = 12.0) -> Path:
         total += x.size / 8000 + 0.25
         if total >= seconds:
             break
-    return _write_ulaw(out, np.concatenate(parts))
+    return _write_ulaw(out, np.concatenate(parts)[: int(seconds * 8000)])
 
 
 SYNTH_TEXT = ("Hello, this is your bank calling about a suspicious transaction on your account. "
