@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.set_defaults(func=run_build)
     r = sub.add_parser("report", help="summarise a built corpus")
     r.add_argument("--out", default=DEFAULT_OUT, help=f"corpus directory (default {DEFAULT_OUT})")
+    r.add_argument("--audit", type=int, default=0, metavar="N",
+                   help="also run the trivial-cue audit on up to N chunks per split (e.g. 2000)")
     r.set_defaults(func=run_report)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -49,7 +51,7 @@ def run_report(args: argparse.Namespace) -> int:
     from detector.corpus.report import report
 
     try:
-        print(report(args.out))
+        print(report(args.out, audit_sample=args.audit))
     except FileNotFoundError as exc:
         print(f"callguard corpus report: {exc}", file=sys.stderr)
         return 1

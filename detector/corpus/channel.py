@@ -31,6 +31,7 @@ class ChannelParams:
     loss_rate: float    # fraction of 20 ms frames lost
     gain_db: float      # gain relative to the nominal -26 dBFS speech level
     bandlimit: str      # none | "lo-hi" band edges in Hz
+    agc: str = "none"   # none | "r<ratio>t<threshold dB>": compressor/AGC as handsets and gateways apply
 
     def as_row(self) -> dict[str, object]:
         d = asdict(self)
@@ -42,7 +43,7 @@ class ChannelParams:
 
 def draw_params(rng: np.random.Generator) -> ChannelParams:
     codec = "ulaw" if rng.random() < 0.6 else "alaw"
-    snr = float(rng.uniform(8.0, 45.0))
+    snr = float(rng.uniform(8.0, 40.0))
     noise = str(rng.choice(["white", "pink", "brown", "hum", "babble"], p=[0.25, 0.3, 0.2, 0.1, 0.15]))
     loss = 0.0 if rng.random() < 0.5 else float(rng.uniform(0.002, 0.05))
     gain = float(rng.uniform(-14.0, 6.0))
@@ -52,7 +53,22 @@ def draw_params(rng: np.random.Generator) -> ChannelParams:
         band = f"{lo}-{hi}"
     else:
         band = "none"
-    return ChannelParams(codec, snr, noise, loss, gain, band)
+    if rng.random() < 0.5:
+        agc = f"r{float(rng.uniform(2.0, 8.0)):.1f}t{float(rng.uniform(-24.0, -8.0)):.0f}"
+    else:
+        agc = "none"
+    return ChannelParams(codec, snr, noise, loss, gain, band, agc)
+
+
+def _compress(y: np.ndarray, spec: str) -> np.ndarray:
+    """Feed-forward compressor: threshold relative to the active speech level, 15 ms envelope."""
+    ratio, thr = (float(v) for v in spec[1:].split("t"))
+    level_db = 20 * np.log10(_active_rms(y))
+    a = np.exp(-1.0 / (0.015 * DETECTOR_RATE))
+    env = np.sqrt(lfilter([1 - a], [1, -a], y ** 2) + 1e-12)
+    env_db = 20 * np.log10(env) - level_db
+    gain_db = np.minimum(0.0, (thr - env_db) * (1 - 1 / ratio))
+    return y * 10 ** (gain_db / 20)
 
 
 def _active_rms(x: np.ndarray) -> float:
@@ -61,7 +77,7 @@ def _active_rms(x: np.ndarray) -> float:
     if n == 0:
         return float(np.sqrt(np.mean(x ** 2)) + 1e-9)
     e = np.mean(x[: n * FRAME].reshape(n, FRAME) ** 2, axis=1)
-    thr = np.max(e) * 10 ** (-40 / 10)
+    thr = np.max(e) * 10 ** (-30 / 10)
     act = e[e > thr]
     return float(np.sqrt(np.mean(act)) + 1e-9) if act.size else 1e-9
 
@@ -123,6 +139,8 @@ def apply_channel(x: np.ndarray, sr: int, seed: int,
     else:
         sos = butter(2, 60, btype="high", fs=DETECTOR_RATE, output="sos")  # remove DC/rumble as any phone does
         y = sosfilt(sos, y)
+    if p.agc != "none":
+        y = _compress(y, p.agc)
     level = _active_rms(y)
     y = y * (10 ** ((TARGET_DBFS + p.gain_db) / 20) / level)
     speech_rms = 10 ** ((TARGET_DBFS + p.gain_db) / 20)

@@ -18,7 +18,28 @@ def _table(title: str, counter: Counter, total: int | None = None) -> list[str]:
     return lines
 
 
-def report(corpus_dir: str | Path) -> str:
+def audit_text(corpus_dir: Path, rows: list[dict], sample: int) -> list[str]:
+    """Trivial-cue audit (cross-validated logistic regression on level/duration/silence/noise-floor cues)."""
+    import numpy as np
+
+    from detector.corpus.cues import audit
+
+    out = [f"trivial-cue audit (AUC of label from level, active duration, leading silence, quiet-frame spectrum;"
+           f" 0.5 = chance, up to {sample} chunks per split):"]
+    for s in SPLITS:
+        rs = [r for r in rows if r["split"] == s]
+        if len(rs) > sample:
+            idx = np.random.default_rng(0).choice(len(rs), size=sample, replace=False)
+            rs = [rs[i] for i in sorted(idx)]
+        if len({r["label"] for r in rs}) < 2:
+            continue
+        overall, single = audit(corpus_dir, rs)
+        worst = max(single.items(), key=lambda kv: kv[1])
+        out.append(f"  {s:<6} logistic AUC {overall:.3f}; strongest single cue {worst[0]} {worst[1]:.3f}")
+    return out
+
+
+def report(corpus_dir: str | Path, audit_sample: int = 0) -> str:
     corpus_dir = Path(corpus_dir)
     rows = load_manifest(corpus_dir)
     info_path = corpus_dir / "build_info.json"
@@ -75,4 +96,6 @@ def report(corpus_dir: str | Path) -> str:
         out.append(f"missing source {m}")
     if info.get("n_failed_jobs"):
         out.append(f"{info['n_failed_jobs']} jobs failed, e.g. {info['failed_jobs'][0]}")
+    if audit_sample:
+        out += audit_text(corpus_dir, rows, audit_sample)
     return "\n".join(out)
