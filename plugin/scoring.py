@@ -63,9 +63,22 @@ _DETECTOR: Any = None
 _LOAD_ERROR: str | None = None
 
 
+def _die_with_parent() -> None:
+    """Linux: end this worker when the service process dies, even by SIGKILL (no orphaned workers)."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _init_worker(loader: str, name: str, models_dir: str) -> None:
     global _DETECTOR, _LOAD_ERROR
     os.environ["OMP_NUM_THREADS"] = "1"
+    _die_with_parent()
     try:
         _DETECTOR = resolve_loader(loader)(name, models_dir or None)
     except Exception as exc:  # reported by _worker_info, not by a broken pool
@@ -158,8 +171,11 @@ class ScoringService:
                 await t
         self._tasks = []
         if self._executor is not None and self._own_executor:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+            ex, self._executor = self._executor, None
+            try:  # wait for the workers to exit, off the event loop
+                await asyncio.wait_for(asyncio.to_thread(ex.shutdown, True, cancel_futures=True), 10)
+            except (TimeoutError, RuntimeError):
+                log.warning("detector workers did not stop within 10 s")
 
     @property
     def queued(self) -> int:
