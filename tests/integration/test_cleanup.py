@@ -37,6 +37,22 @@ def _wait(cond, timeout: float, step: float = 0.1) -> bool:
     return cond()
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            out += [int(c) for c in f.read().split()]
+    return out
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
 def _taps(lab: Lab) -> tuple[list[str], list[str]]:
     chans = [c["id"] for c in _ari(lab, "/channels") if c["id"].startswith("cgtap-")]
     bridges = [b["id"] for b in _ari(lab, "/bridges") if b["id"].startswith("cgtap-")]
@@ -75,8 +91,12 @@ def test_a_plugin_killed_mid_call_leaves_nothing_after_restart_and_the_call_goes
     call = lab.sipp_call("100", speech, duration_s=audio_seconds(speech) + 0.5, index=20)
     try:
         assert _wait(lambda: len(_taps(lab)[0]) == 2, 10), _taps(lab)
+        workers = _children(proc.pid)
+        assert workers, "the detector runs in worker processes"
         os.kill(proc.pid, signal.SIGKILL)  # crash: no clean-up at all
         proc.wait(5)
+        assert _wait(lambda: not any(_running(p) for p in workers), 5), "orphaned detector workers"
+
         time.sleep(0.5)
         assert len(_taps(lab)[0]) == 2, "the crashed plugin's taps are still there"
         assert call.proc.poll() is None, "the call went on without the plugin"
