@@ -16,7 +16,7 @@ from pathlib import Path
 from detector.corpus.manifest import COLUMNS, load_manifest
 
 PER_FAMILY = 3
-PER_SPEAKER = 1
+PER_SPEAKER = 2
 
 
 def main(corpus: Path, out: Path) -> int:
