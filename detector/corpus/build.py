@@ -36,11 +36,13 @@ log = logging.getLogger("callguard.corpus")
 
 SIZES = {
     # seg_s: bona fide segment length; max_segs: per pack (None = all); passes: channel passes per bona fide
-    # segment; spoof_ratio: spoof seconds planned per bona fide second; klettres: include that package
-    "small": dict(seg_s=10.0, max_segs=1, passes=1, spoof_ratio=1.0, klettres=False, max_jobs_per_family=3),
-    "full": dict(seg_s=24.0, max_segs=None, passes=1, spoof_ratio=1.0, klettres=True, max_jobs_per_family=None),
+    # segment; spoof_ratio: spoof seconds planned per bona fide second; klettres: include that package;
+    # tts_utterances: utterances per TTS job
+    "small": dict(seg_s=14.0, max_segs=1, passes=1, spoof_ratio=1.0, klettres=False, max_jobs_per_family=3,
+                  tts_utterances=3),
+    "full": dict(seg_s=24.0, max_segs=None, passes=1, spoof_ratio=1.0, klettres=True, max_jobs_per_family=None,
+                 tts_utterances=6),
 }
-TTS_SENTENCES_PER_JOB = 6
 EST_SECONDS_PER_UTTERANCE = 5.0  # measured: a 6-utterance job gives 26-38 s of speech
 MIN_LANG_SHARE = 0.05
 
@@ -145,7 +147,8 @@ def _plan_tts(seed, split, fam, mod, target_s, lang_s, rng, cfg) -> list[Job]:
     names = sorted(langs)
     probs = np.array([langs[n] for n in names])
     probs /= probs.sum()
-    n_jobs = max(1, int(round(target_s / (TTS_SENTENCES_PER_JOB * EST_SECONDS_PER_UTTERANCE))))
+    n_utt = cfg["tts_utterances"]
+    n_jobs = max(1, int(round(target_s / (n_utt * EST_SECONDS_PER_UTTERANCE))))
     if cfg["max_jobs_per_family"]:
         n_jobs = min(n_jobs, cfg["max_jobs_per_family"])
     out = []
@@ -156,7 +159,7 @@ def _plan_tts(seed, split, fam, mod, target_s, lang_s, rng, cfg) -> list[Job]:
         jid = f"tts-{fam}-{i:05d}"
         out.append(Job(job_id=jid, kind="tts", split=split, seed=stable_seed(seed, jid), family=fam,
                        attack_type=mod.ATTACK_TYPE, voice=voice, language=lang, speaker=f"{fam}:{voice}",
-                       group=f"{fam}:{voice}", source=fam, texts=make_texts(lang, rng, TTS_SENTENCES_PER_JOB)))
+                       group=f"{fam}:{voice}", source=fam, texts=make_texts(lang, rng, n_utt)))
     return out
 
 
