@@ -2,8 +2,9 @@
 
 Two ways in (dialplan examples in ``dialplan/extensions.conf``):
 
-(a) ``Stasis(callguard,dial,<dial string>[,<timeout>])``: callguard answers the caller over ARI,
-    originates the other party into the app, and bridges both legs in a mixing bridge of its own.
+(a) ``Stasis(callguard,dial,<dial string>[,<timeout>])``: callguard rings the caller, originates the
+    other party into the app, answers the caller over ARI when the other party answers, and bridges both
+    legs in a mixing bridge of its own.
 (b) ``Stasis(callguard,tap)`` just before the administrator's own ``Dial()``: callguard subscribes to the
     channel explicitly (so it still sees the hang-up after the channel leaves Stasis), hands it straight
     back with ``continue`` and taps it from outside: ``spy=in`` hears the caller, ``spy=out`` hears what
@@ -202,23 +203,22 @@ class AsteriskAdapter:
         gone = self.ari.expect(lambda e: e.get("type") == "ChannelDestroyed" and e["channel"]["id"] == callee_id)
         try:
             caller = ch.get("caller", {})
+            # the caller hears ringing (180) until the other party answers; only then is it answered
             await asyncio.gather(
-                self.ari.post(f"/channels/{call_id}/answer"),
+                self.ari.post(f"/channels/{call_id}/ring"),
                 self.ari.post("/bridges", type="mixing", bridgeId=bridge_id, name=bridge_id),
                 self.ari.post("/channels", endpoint=target, app=self.ari.app, appArgs=f"callee,{call_id}",
                               channelId=callee_id, timeout=timeout,
                               callerId=f'"{caller.get("name", "")}" <{caller.get("number", "")}>'),
             )
-            await self.ari.post(f"/bridges/{bridge_id}/addChannel", channel=call_id)
-            await self.ari.post(f"/channels/{call_id}/ring")
             done, _ = await asyncio.wait({answered, gone}, timeout=timeout + 5,
                                          return_when=asyncio.FIRST_COMPLETED)
             if answered not in done:
                 raise RuntimeError(f"{target} did not answer")
             if call.ended:
                 return
-            await self.ari.delete(f"/channels/{call_id}/ring")
-            await self.ari.post(f"/bridges/{bridge_id}/addChannel", channel=callee_id)
+            await self.ari.post(f"/channels/{call_id}/answer")
+            await self.ari.post(f"/bridges/{bridge_id}/addChannel", channel=f"{call_id},{callee_id}")
         except (TimeoutError, AriError, RuntimeError, OSError) as exc:
             log.warning("call %s: could not connect to %s: %s", call_id, target, exc)
             await self._end_call(call, f"dial failed: {exc}")
