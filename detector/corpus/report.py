@@ -14,7 +14,7 @@ def _table(title: str, counter: Counter, total: int | None = None) -> list[str]:
     lines = [title]
     for k, v in sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0]))):
         pct = f" ({100 * v / total:4.1f} %)" if total else ""
-        lines.append(f"  {k!s:<44} {v:7d}{pct}")
+        lines.append(f"  {k!s:<64} {v:7d}{pct}")
     return lines
 
 

@@ -24,3 +24,17 @@ def test_fixture_corpus_loads_and_is_varied() -> None:
     assert check_disjoint(rows) == []
     size = sum(p.stat().st_size for p in FIXTURE.rglob("*") if p.is_file())
     assert size <= 5 * 1024 * 1024
+
+
+def test_report_summarises_the_fixture_corpus(tmp_path: Path) -> None:
+    from detector.corpus.report import report
+
+    rows = load_manifest(FIXTURE)
+    text = report(FIXTURE, audit_sample=50)
+    assert f"{len(rows)} chunks" in text
+    assert "splits disjoint by speaker group and generator: yes" in text
+    for s in ("train", "dev", "eval"):
+        n_bf = sum(r["split"] == s and r["label"] == "bonafide" for r in rows)
+        n_sp = sum(r["split"] == s and r["label"] == "spoof" for r in rows)
+        assert any(line.split()[:3] == [s, str(n_bf), str(n_sp)] for line in text.splitlines())
+    assert "logistic AUC" in text
