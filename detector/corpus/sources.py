@@ -166,8 +166,8 @@ def inventory(packages_dir: Path | None = None, include_klettres: bool = True) -
     for spec in PACKS:
         files = _under(files_of(spec.package), spec.subdir)
         if not files:
-            missing.append(f"{spec.package}: not installed (apt-get install {spec.package}, or unpack it into "
-                           f"data/packages/ with scripts/corpus_extra_packages.sh)")
+            missing.append(f"{spec.package}: not installed (apt-get install {spec.package}, or run ./setup, "
+                           f"which unpacks it into data/packages/)")
             continue
         gsm = sum(p.suffix.lower() == ".gsm" for p in files) > len(files) / 2
         packs.append(Pack(spec.package, spec.speaker, spec.group, spec.language, spec.licence, gsm, files,
@@ -190,8 +190,8 @@ def inventory(packages_dir: Path | None = None, include_klettres: bool = True) -
     if include_klettres:
         files = files_of(KLETTRES)
         if not files:
-            missing.append(f"{KLETTRES}: not found (optional; unpack it into data/packages/ with "
-                           f"scripts/corpus_extra_packages.sh)")
+            missing.append(f"{KLETTRES}: not found (optional; ./setup unpacks it into "
+                           f"data/packages/)")
         by_lang: dict[str, list[Path]] = {}
         for p in files:
             parts = p.as_posix().split("/klettres/")
