@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from detector.train_wavlm import TrainSettings, augment, dev_subset
+from detector.train_gbm import balanced_weights
+from detector.train_wavlm import TrainSettings, augment, dev_subset, sampling_weights
 
 # a model small enough to train a few steps in seconds; same code paths as the compact config
 TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
@@ -41,6 +42,17 @@ def test_augmentation_keeps_shape_and_range_and_changes_the_audio():
     assert not np.allclose(y, x)
     # same generator state, same augmentation: needed for exact resume
     assert np.array_equal(augment(x, np.random.default_rng(5)), augment(x, np.random.default_rng(5)))
+
+
+def test_sampling_balances_classes_and_tempers_speaker_sizes():
+    rows = ([{"label": "bonafide", "speaker": "big"}] * 900 + [{"label": "bonafide", "speaker": "small"}] * 9
+            + [{"label": "spoof", "generator": "g1"}] * 50 + [{"label": "spoof", "generator": "g2"}] * 200)
+    assert np.allclose(sampling_weights(rows, 0.0), balanced_weights(rows))
+    w = sampling_weights(rows, 0.5)
+    assert w[:909].sum() == pytest.approx(w[909:].sum())  # classes weigh the same
+    big, small = w[:900].sum(), w[900:909].sum()
+    assert big / small == pytest.approx(10.0)  # sqrt(900 / 9): the small speaker is lifted, not equalised
+    assert w[959:].sum() / w[909:959].sum() == pytest.approx(2.0)
 
 
 def test_dev_subset_is_stratified_and_fixed():
