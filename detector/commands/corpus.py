@@ -1,4 +1,4 @@
-"""`callguard corpus build|report`."""
+"""`callguard corpus build|report|train-vocoders`."""
 
 from __future__ import annotations
 
@@ -28,6 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--audit", type=int, default=0, metavar="N",
                    help="also run the trivial-cue audit on up to N chunks per split (e.g. 2000)")
     r.set_defaults(func=run_report)
+    t = sub.add_parser("train-vocoders",
+                       help="train the small neural vocoders (hifigan, nsf) used as neural spoof families")
+    from detector.corpus.neural_vocoders.train import add_arguments
+
+    add_arguments(t)
+    t.set_defaults(func=run_train_vocoders)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -45,6 +51,15 @@ def run_build(args: argparse.Namespace) -> int:
         logging.getLogger("callguard.corpus").error("the build produced no chunks")
         return 1
     return 0
+
+
+def run_train_vocoders(args: argparse.Namespace) -> int:
+    from detector.corpus.build import set_single_thread_env
+
+    set_single_thread_env()
+    from detector.corpus.neural_vocoders.train import run
+
+    return run(args)
 
 
 def run_report(args: argparse.Namespace) -> int:

@@ -29,6 +29,8 @@ from detector.corpus import splits as splitmod
 from detector.corpus.channel import apply_channel
 from detector.corpus.generators import load_all
 from detector.corpus.manifest import COLUMNS
+from detector.corpus.neural_vocoders import FAMILIES as VOCODER_FAMILIES
+from detector.corpus.neural_vocoders import TRAIN_COMMAND as VOCODER_TRAIN_COMMAND
 from detector.corpus.sources import Pack, inventory
 from detector.corpus.texts import bank, make_texts
 
@@ -301,6 +303,10 @@ def build(out: Path, seed: int = 1, size: str = "full", workers: int = 2, skip: 
             log.warning("generator %s unavailable, build goes on without it: %s", fam, msg)
         else:
             available.append(fam)
+    skipped_vocoders = skipped_vocoder_families(missing_generators, skip)
+    if skipped_vocoders:
+        log.warning("neural vocoder families skipped (%s): train them with `%s`, then rebuild",
+                    ", ".join(skipped_vocoders), VOCODER_TRAIN_COMMAND)
     fam_split = splitmod.family_splits(available)
     jobs = plan(seed, size, families, fam_split, packs)
     log.info("planned %d jobs (%d bona fide, %d spoof) from %d packs and %d generator families",
@@ -358,11 +364,21 @@ def summary_text(info: dict) -> str:
              "generator families used: " + ", ".join(f"{f}->{v['split']}" for f, v in sorted(info["families"].items()))]
     for fam, msg in sorted(info["missing_generators"].items()):
         lines.append(f"MISSING generator {fam}: {msg}")
+    skipped = skipped_vocoder_families(info["missing_generators"], ())
+    if skipped:
+        lines.append(f"SKIPPED neural vocoder families: {', '.join(skipped)} (no trained weights or no torch); "
+                     f"train them with `{VOCODER_TRAIN_COMMAND}` (CPU, ~25 min), then rebuild the corpus")
     for m in info["missing_sources"]:
         lines.append(f"MISSING source {m}")
     if info["n_failed_jobs"]:
         lines.append(f"{info['n_failed_jobs']} jobs failed (first: {info['failed_jobs'][0]})")
     return "\n".join(lines)
+
+
+def skipped_vocoder_families(missing: dict[str, str], skip: tuple[str, ...]) -> list[str]:
+    """Neural vocoder families that are missing for a reason other than --skip."""
+    return [f for f in VOCODER_FAMILIES if f in missing and f not in skip
+            and not missing[f].startswith("skipped on request")]
 
 
 def set_single_thread_env() -> None:

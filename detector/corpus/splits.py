@@ -2,7 +2,8 @@
 
 Speaker groups (see ``sources``) and generator families are assigned whole to one split. The eval split
 holds human speaker groups and generator families never seen in train or dev: at least one TTS family,
-one resynthesis/vocoder family and one replay room set. Spoofs made by transforming bona fide speech
+one resynthesis/vocoder family, one neural vocoder family (``nsf``, with its voice-conversion-like
+variants; ``hifigan`` is in train) and one replay room set. Spoofs made by transforming bona fide speech
 (resynthesis, replay) always start from recordings of the same split's speakers.
 """
 
@@ -18,9 +19,9 @@ GROUP_SPLIT = {
 }
 FAMILY_SPLIT = {
     "espeak": "train", "festival": "train", "flite": "train", "piper": "train", "world": "train", "lpc": "train",
-    "replay_rooms_a": "train",
+    "replay_rooms_a": "train", "hifigan": "train",
     "pico": "dev", "griffinlim": "dev", "replay_rooms_b": "dev",
-    "mbrola": "eval", "mlsa": "eval", "replay_rooms_c": "eval",
+    "mbrola": "eval", "mlsa": "eval", "replay_rooms_c": "eval", "nsf": "eval",
 }
 RESYNTHESIS = {"world", "lpc", "griffinlim", "mlsa"}
 
