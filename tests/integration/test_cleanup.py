@@ -172,3 +172,44 @@ def test_calls_go_through_unguarded_when_callguard_is_not_running(stand_in_pbx, 
     log = (lab.log_dir / "messages").read_text(errors="replace")
     assert log.count(f"Stasis app '{lab.app}' not registered") >= 2
     assert "[100@from-external:4] Dial(" in log and "[200@from-external:3] Dial(" in log
+
+
+def test_spoof_verdicts_warn_then_hang_up_in_both_ways_in_and_spare_the_others(stand_in_pbx, speech):
+    """The reaction machinery on real calls, with a stand-in detector whose verdict is known in advance
+    (loud speech scores 0.95 -> spoof, normal speech 0.05): warning played (PlaybackStarted awaited by the
+    adapter, and Asterisk logs the playback), SIP BYE to the spoofing caller, the other call untouched."""
+    import csv
+    import json
+
+    import numpy as np
+
+    from detector.audio import g711_decode, g711_encode, to_float, to_int16
+
+    lab = stand_in_pbx
+    x = to_float(g711_decode(speech.read_bytes(), "ulaw"))
+    loud = lab.root / "media" / "loud.ulaw"
+    loud.write_bytes(g711_encode(to_int16(np.clip(x * 12.0, -1, 1)), "ulaw").tobytes())
+    proc = start_plugin(lab)
+    dur = audio_seconds(speech) + 0.5
+    try:
+        calls = {"loud100": lab.sipp_call("100", loud, duration_s=dur, index=50, caller_name="loud100"),
+                 "loud200": lab.sipp_call("200", loud, duration_s=dur, index=51, caller_name="loud200"),
+                 "normal": lab.sipp_call("100", speech, duration_s=dur, index=52, caller_name="normal")}
+        rcs = {k: c.wait(dur + 15) for k, c in calls.items()}
+        assert calls["loud100"].hung_up_by_pbx and calls["loud200"].hung_up_by_pbx
+        assert not calls["normal"].hung_up_by_pbx and rcs["normal"] == 0
+        for k in ("loud100", "loud200"):
+            assert calls[k].marker.stat().st_mtime - calls[k].started < dur - 1.0
+        assert _wait(lambda: _ari(lab, "/channels") == [] and _ari(lab, "/bridges") == [], 5)
+    finally:
+        stop_plugin(lab, proc)
+    log = (lab.log_dir / "callguard.log").read_text()
+    reacted = [json.loads(line.split("reacted to ", 1)[1].split(": ", 1)[1].replace("'", '"'))
+               for line in log.splitlines() if "reacted to " in line]
+    spoofs = [r for r in reacted if r["verdict"] == "spoof" and r["type"] == "verdict"]
+    assert len(spoofs) >= 2 and all("hangup_s" in r for r in spoofs)
+    assert any("warn_started_s" in r for r in reacted), "no warning reached PlaybackStarted"
+    pbx_log = (lab.log_dir / "messages").read_text(errors="replace")
+    assert "Playing 'beep" in pbx_log
+    rows = list(csv.reader((lab.log_dir / "cdr-custom" / "callguard.csv").read_text().splitlines()))
+    assert any(r[1] == "200" and r[4] == "spoof" for r in rows), "Dial() way: no spoof annotation in the CDR"
