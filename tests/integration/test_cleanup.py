@@ -64,6 +64,12 @@ def speech(stand_in_pbx: Lab):
     return make_bonafide(stand_in_pbx.root / "media" / "speech.ulaw", seconds=7)
 
 
+@pytest.fixture(scope="module")
+def long_speech(stand_in_pbx: Lab):
+    # long enough to outlive a slow restart of the plugin on a loaded machine; the test hangs up itself
+    return make_bonafide(stand_in_pbx.root / "media" / "long.ulaw", seconds=40)
+
+
 def test_pbx_side_hangup_mid_call_removes_every_tap(stand_in_pbx, speech):
     lab = stand_in_pbx
     proc = start_plugin(lab)
@@ -85,10 +91,10 @@ def test_pbx_side_hangup_mid_call_removes_every_tap(stand_in_pbx, speech):
         stop_plugin(lab, proc)
 
 
-def test_a_plugin_killed_mid_call_leaves_nothing_after_restart_and_the_call_goes_on(stand_in_pbx, speech):
+def test_a_plugin_killed_mid_call_leaves_nothing_after_restart_and_the_call_goes_on(stand_in_pbx, long_speech):
     lab = stand_in_pbx
     proc = start_plugin(lab)
-    call = lab.sipp_call("100", speech, duration_s=audio_seconds(speech) + 0.5, index=20)
+    call = lab.sipp_call("100", long_speech, duration_s=audio_seconds(long_speech) + 0.5, index=20)
     try:
         assert _wait(lambda: len(_taps(lab)[0]) == 2, 10), _taps(lab)
         workers = _children(proc.pid)
@@ -101,7 +107,7 @@ def test_a_plugin_killed_mid_call_leaves_nothing_after_restart_and_the_call_goes
         assert len(_taps(lab)[0]) == 2, "the crashed plugin's taps are still there"
         assert call.proc.poll() is None, "the call went on without the plugin"
         proc = start_plugin(lab)  # restart: stale taps swept, the bridged call adopted and tapped again
-        assert _wait(lambda: len(_taps(lab)[0]) == 2 and all("-caller" in c for c in _taps(lab)[0]), 5)
+        assert _wait(lambda: len(_taps(lab)[0]) == 2 and all("-caller" in c for c in _taps(lab)[0]), 10)
         log = (lab.log_dir / "callguard.log").read_text()
         assert "removed 3 stale tap" in log and "adopted call" in log
         time.sleep(1.0)
