@@ -59,7 +59,7 @@ def make_batches(data, f0s, seg: int, batch: int, rng: np.random.Generator):
 
 def train(family: str, out_dir: Path, seed: int = 1, steps: int | None = None, max_minutes: float = 14.0,
           data=None, dev=None, seg: int | None = None, batch: int | None = None, config: dict | None = None,
-          log_every: int = 50, quality: bool = True) -> dict:
+          log_every: int = 50, quality: bool = True, stop_after: int | None = None) -> dict:
     import torch
 
     from detector.corpus.neural_vocoders.dsp import SR, f0_frames, log_mel
@@ -130,6 +130,9 @@ def train(family: str, out_dir: Path, seed: int = 1, steps: int | None = None, m
             el = time.time() - t0
             _log(f"[{family}] step {step}/{steps} stft {np.mean(history[-log_every:]):.3f} mel {l_mel.item():.3f}"
                  f" adv {l_adv.item():.3f} {el / 60:.1f} min, eta {el / step * (steps - step) / 60:.1f} min")
+        if stop_after is not None and step >= stop_after:
+            _log(f"[{family}] stopping after step {step} as asked (--stop-after)")
+            break
         if (time.time() - t0) / 60 > max_minutes:
             _log(f"[{family}] time cap of {max_minutes} min reached at step {step}: stopping")
             break
@@ -186,11 +189,24 @@ def griffin_lim_from_mel(x: np.ndarray, iters: int = 32, seed: int = 0) -> np.nd
     return torch.istft(mag_t * ang, N_FFT, HOP, N_FFT, win, center=True, length=len(x)).numpy()
 
 
-def distances(ref: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(log-spectral distance dB, mel-cepstral distortion dB) over frames within 40 dB of the loudest."""
+def mel_cepstra(power: np.ndarray, order: int = 24, alpha: float = 0.31) -> np.ndarray | None:
+    """Mel-cepstra (SPTK sp2mc, natural-log units, alpha 0.31 for 8 kHz) of [frames, bins] power spectra."""
+    try:
+        from detector.corpus.generators._util import import_with_shim
+
+        pysptk = import_with_shim("pysptk")
+    except ImportError:
+        return None
+    return np.stack([pysptk.sp2mc(np.maximum(p, 1e-10).astype(np.float64), order, alpha) for p in power])
+
+
+def distances(ref: np.ndarray, y: np.ndarray) -> tuple[float, float | None, float]:
+    """(log-spectral distance dB, mel-cepstral distortion dB, mean absolute log-mel difference dB) over
+    the frames within 40 dB of the loudest. MCD is the usual 10/ln10 * sqrt(2 * sum (dc_k)^2), k = 1..24,
+    on SPTK mel-cepstra of the 256-point power spectra (None without pysptk)."""
     import torch
 
-    from detector.corpus.neural_vocoders.dsp import N_FFT, log_mel_from_mag, magnitude
+    from detector.corpus.neural_vocoders.dsp import log_mel_from_mag, magnitude
 
     n = min(len(ref), len(y))
     a = magnitude(torch.from_numpy(ref[:n])[None])[0]
@@ -202,30 +218,31 @@ def distances(ref: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     lsd = torch.sqrt(((la - lb) ** 2).mean(0)).mean().item()
     ma = log_mel_from_mag(a[:, keep]).numpy()
     mb = log_mel_from_mag(b[:, keep]).numpy()
-    k = np.arange(ma.shape[0])
-    dct = np.cos(np.pi / ma.shape[0] * (k[None, :] + 0.5) * np.arange(1, 25)[:, None])  # c1..c24
-    ca = dct @ ma * np.sqrt(2 / ma.shape[0])
-    cb = dct @ mb * np.sqrt(2 / mb.shape[0])
-    mcd = float(np.mean(10 / np.log(10) * np.sqrt(2 * ((ca - cb) ** 2).sum(0))))
-    del N_FFT
-    return float(lsd), mcd
+    mel_db = float(np.mean(np.abs(ma - mb)) * 20 / np.log(10))
+    ca = mel_cepstra((a[:, keep] ** 2).T.numpy())
+    cb = mel_cepstra((b[:, keep] ** 2).T.numpy())
+    mcd = None
+    if ca is not None and cb is not None:
+        mcd = float(np.mean(10 / np.log(10) * np.sqrt(2 * ((ca[:, 1:] - cb[:, 1:]) ** 2).sum(1))))
+    return float(lsd), mcd, mel_db
 
 
 def quality_check(model, dev, seed: int) -> dict:
     from detector.corpus.neural_vocoders.synth import vocode
 
-    res = {"vocoder_lsd_db": [], "vocoder_mcd_db": [], "griffinlim_lsd_db": [], "griffinlim_mcd_db": []}
+    res = {f"{n}_{m}": [] for n in ("vocoder", "griffinlim") for m in ("lsd_db", "mcd_db", "logmel_mae_db")}
     secs = 0.0
     for i, (_, x) in enumerate(dev):
         x = x[: 8000 * 6]
         y = vocode(model, x, seed + i)
         g = griffin_lim_from_mel(x[: len(y)], seed=seed + i)
         for name, z in (("vocoder", y), ("griffinlim", g)):
-            lsd, mcd = distances(x[: len(y)], z)
+            lsd, mcd, mel_db = distances(x[: len(y)], z)
             res[f"{name}_lsd_db"].append(lsd)
             res[f"{name}_mcd_db"].append(mcd)
+            res[f"{name}_logmel_mae_db"].append(mel_db)
         secs += len(y) / 8000
-    out = {k: round(float(np.mean(v)), 3) for k, v in res.items()}
+    out = {k: (round(float(np.mean(v)), 3) if None not in v else None) for k, v in res.items()}
     out["dev_recordings"] = len(dev)
     out["dev_seconds"] = round(secs, 1)
     out["dev_speakers"] = sorted({s for s, _ in dev})
@@ -248,6 +265,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: per family, see train.py)")
     p.add_argument("--max-minutes", type=float, default=14.0, help="stop a family's training after this long")
+    p.add_argument("--stop-after", type=int, default=None, metavar="N",
+                   help="stop after N steps of a --steps schedule (reproduces a run the time cap cut short; "
+                        "see steps_planned/steps_done in <family>.json)")
+    p.add_argument("--quality-only", action="store_true",
+                   help="do not train: re-run the quality check of the saved weights and update <family>.json")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -261,8 +283,26 @@ def run(args: argparse.Namespace) -> int:
     fams = FAMILIES if args.family == "all" else (args.family,)
     out = Path(args.out) if args.out else vocoders_dir()
     for fam in fams:
-        train(fam, out, seed=args.seed, steps=args.steps, max_minutes=args.max_minutes)
+        if args.quality_only:
+            requality(fam, out, args.seed)
+        else:
+            train(fam, out, seed=args.seed, steps=args.steps, max_minutes=args.max_minutes,
+                  stop_after=args.stop_after)
     return 0
+
+
+def requality(family: str, out: Path, seed: int = 1) -> dict:
+    from detector.corpus.neural_vocoders.dsp import split_audio
+    from detector.corpus.neural_vocoders.synth import load
+
+    model, _ = load(family, out / f"{family}.pt")
+    q = quality_check(model, split_audio("dev", seed, 20.0), seed)
+    path = out / f"{family}.json"
+    record = json.loads(path.read_text()) if path.is_file() else {"family": family}
+    record["quality"] = q
+    path.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    _log(f"[{family}] quality on {q['dev_seconds']:.0f} s of dev speech: " + json.dumps(q))
+    return record
 
 
 if __name__ == "__main__":

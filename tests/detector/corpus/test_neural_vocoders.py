@@ -100,3 +100,22 @@ def test_missing_weights_skip_the_family_with_a_clear_message(family, tmp_path, 
     assert f"SKIPPED neural vocoder families: {family}" in text and TRAIN_COMMAND in text
     info["missing_generators"] = {family: "skipped on request (--skip)"}
     assert "SKIPPED neural vocoder" not in buildmod.summary_text(info)
+
+
+def test_small_build_has_neural_vocoder_spoofs_of_same_split_speakers(small_corpus):
+    """Only when the vocoders are trained (data/vocoders): their chunks land in their split, made from its humans."""
+    import os
+
+    from detector.corpus.manifest import load_manifest
+    from detector.corpus.splits import FAMILY_SPLIT
+
+    if os.environ.get("CALLGUARD_VOCODERS_DIR") or any(weights_problem(f) for f in FAMILIES):
+        pytest.skip("neural vocoders not trained here (callguard corpus train-vocoders)")
+    rows = load_manifest(small_corpus)
+    for fam in FAMILIES:
+        mine = [r for r in rows if r["generator"] == fam]
+        assert mine, fam
+        assert {r["split"] for r in mine} == {FAMILY_SPLIT[fam]}
+        assert {r["attack_type"] for r in mine} == {"neural"}
+        human = {r["speaker"] for r in rows if r["split"] == FAMILY_SPLIT[fam] and r["label"] == "bonafide"}
+        assert {r["speaker"] for r in mine} <= human
