@@ -271,7 +271,7 @@ def train_wavlm(corpus_dir: Path, out_dir: Path, run_dir: Path, settings: TrainS
 
     model.train()
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    t_start, seconds_before, ema = time.time(), state["seconds"], None
+    t_start, seconds_before, ema = time.time(), state["seconds"], state.get("loss_ema")
     while state["step"] < settings.steps and not state["stopped_early"]:
         idx = sampler.choice(len(train), size=settings.batch_size, p=probs)
         batch_rows = [train[i] for i in idx]
@@ -288,6 +288,7 @@ def train_wavlm(corpus_dir: Path, out_dir: Path, run_dir: Path, settings: TrainS
         state["step"] += 1
         loss_value = loss.item()
         ema = loss_value if ema is None else 0.98 * ema + 0.02 * loss_value
+        state["loss_ema"] = ema
         state["seconds"] = seconds_before + time.time() - t_start
         if state["step"] % 10 == 0:
             rate = (state["step"] - resumed_from) / max(time.time() - t_start, 1e-6)
