@@ -69,6 +69,9 @@ class AriClient:
                 fut.cancel()
         self._waiters.clear()
 
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
     @property
     def connected(self) -> bool:
         return self._connected.is_set()

@@ -73,7 +73,11 @@ class AsteriskAdapter:
         self.events = events
         self.ari.on_event(self._on_event)
         self.ari.on_connect(self._on_connect)
-        await self.ari.start()
+        await self.ari.start(wait=None)
+        try:
+            await asyncio.wait_for(self.ari.wait_connected(), 10)
+        except TimeoutError:
+            log.warning("ARI not reachable yet at %s: retrying in the background", self.ari.base)
 
     async def close(self) -> None:
         for call in list(self.calls.values()):
