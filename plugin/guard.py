@@ -93,7 +93,10 @@ class Guard:
             if state.addr:
                 self.media.remove_tap(state.addr)
             return
-        if call.ended:  # the call ended while the tap was being set up
+        if call.ended:  # the call ended while the tap was being set up: undo it all
+            self.legs.pop(leg.key, None)
+            if state.addr:
+                self.media.remove_tap(state.addr)
             await self.adapter.stop_tap(leg)
 
     async def call_ended(self, call: Call, reason: str) -> None:
