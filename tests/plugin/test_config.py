@@ -112,3 +112,10 @@ def test_serve_check_prints_one_line_error_and_exit_status_2(tmp_path, capsys):
     assert main(["serve", "--config", str(cfg), "--check"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "ari.url" in err[0]
+
+
+def test_a_policy_without_on_spoof_never_hangs_up():
+    from plugin.config import Policy
+
+    assert not Policy(name="default").allows("spoof", "hangup")
+    assert Policy(name="default").allows("spoof", "warn")

@@ -11,7 +11,8 @@ from plugin.reactions import Reactor
 from plugin.telephony import Leg
 
 LEG = Leg(call_id="c1", leg="caller", channel_id="c1", tap_channel_id="c1", spy="in")
-GUARD = Policy(name="guard", hangup_grace_s=0.0)
+GUARD = Policy(name="guard", hangup_grace_s=0.0, actions={"bonafide": ("annotate",), "suspicious": ("annotate", "warn"),
+                                                          "spoof": ("annotate", "warn", "hangup")})
 WATCH = Policy(name="watch", actions={"bonafide": ("annotate",), "suspicious": ("annotate",),
                                       "spoof": ("annotate", "warn")})
 
