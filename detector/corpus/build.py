@@ -367,7 +367,7 @@ def summary_text(info: dict) -> str:
     skipped = skipped_vocoder_families(info["missing_generators"], ())
     if skipped:
         lines.append(f"SKIPPED neural vocoder families: {', '.join(skipped)} (no trained weights or no torch); "
-                     f"train them with `{VOCODER_TRAIN_COMMAND}` (CPU, ~25 min), then rebuild the corpus")
+                     f"train them with `{VOCODER_TRAIN_COMMAND}` (CPU, ~30 min for both), then rebuild the corpus")
     for m in info["missing_sources"]:
         lines.append(f"MISSING source {m}")
     if info["n_failed_jobs"]:

@@ -43,5 +43,5 @@ def weights_problem(family: str) -> str | None:
     p = weights_path(family)
     if not p.is_file():
         return (f"neural vocoder {family}: trained weights {p} not found; train them with "
-                f"`{TRAIN_COMMAND} --family {family}` (CPU, about 10 minutes)")
+                f"`{TRAIN_COMMAND} --family {family}` (CPU, capped at 14 minutes)")
     return None
