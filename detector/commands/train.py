@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--threads", type=int, default=2, help="torch threads")
     w.add_argument("--seed", type=int, default=7)
     w.add_argument("--no-augment", action="store_true", help="train without the channel augmentation")
+    w.add_argument("--balance-alpha", type=float, default=0.5,
+                   help="speaker/generator sampling mass ∝ chunks**alpha (0 = every speaker/generator equal)")
     w.set_defaults(func=_train_wavlm)
 
     f = kinds.add_parser("fusion", help="fit the GBM+WavLM fusion on the dev split; writes fusion.json")
@@ -64,7 +66,8 @@ def _train_wavlm(args: argparse.Namespace) -> int:
     lr = args.lr if args.lr is not None else (5e-5 if args.init else 5e-4)
     settings = TrainSettings(steps=args.steps, batch_size=args.batch_size, lr=lr, eval_every=args.eval_every,
                              patience=args.patience, checkpoint_every=args.checkpoint_every, seed=args.seed,
-                             threads=args.threads, augment=not args.no_augment)
+                             threads=args.threads, augment=not args.no_augment,
+                             balance_alpha=args.balance_alpha)
     train_wavlm(args.corpus, args.out, args.run_dir, settings, init=args.init)
     return 0
 
