@@ -115,14 +115,9 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
               callbacks: list | None = None) -> dict:
     import lightgbm as lgb
 
-    from detector.corpus.manifest import load_manifest
+    from detector.corpus.manifest import load_train_dev
 
-    rows = load_manifest(corpus_dir)
-    train = [r for r in rows if r["split"] == "train"]
-    dev = [r for r in rows if r["split"] == "dev"]
-    if not train or not dev:
-        have = dict(Counter(r["split"] for r in rows))
-        raise SystemExit(f"{corpus_dir}: the manifest needs train and dev rows (has {have})")
+    train, dev = load_train_dev(corpus_dir)
     x_train, x_dev = corpus_features(corpus_dir, train), corpus_features(corpus_dir, dev)
     y_train = np.array([r["label"] != "bonafide" for r in train], dtype=np.int32)
     y_dev = np.array([r["label"] != "bonafide" for r in dev], dtype=np.int32)

@@ -39,3 +39,16 @@ def load_chunks(corpus_dir: str | Path, rows: list[dict]) -> np.ndarray:
             raise ValueError(f"{r['path']}: expected 2 s mono at 8 kHz, got {len(x)} samples at {sr} Hz")
         out[i] = x
     return out
+
+
+def load_train_dev(corpus_dir: str | Path) -> tuple[list[dict], list[dict]]:
+    """The train and dev rows (what training may look at; never eval), or SystemExit naming what is missing."""
+    rows = load_manifest(corpus_dir)
+    train = [r for r in rows if r["split"] == "train"]
+    dev = [r for r in rows if r["split"] == "dev"]
+    if not train or not dev:
+        have: dict[str, int] = {}
+        for r in rows:
+            have[r["split"]] = have.get(r["split"], 0) + 1
+        raise SystemExit(f"{corpus_dir}: the manifest needs train and dev rows (has {have})")
+    return train, dev
