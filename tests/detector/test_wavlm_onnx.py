@@ -22,6 +22,18 @@ def test_missing_model_is_a_clear_model_error(tmp_path):
         WavLMDetector.load(tmp_path)
 
 
+def test_shipped_model_scores_with_onnxruntime_alone():
+    from detector.scoring import DEFAULT_MODELS_DIR, load_detector
+
+    if not (DEFAULT_MODELS_DIR / "wavlm.onnx").is_file():
+        pytest.skip("no shipped wavlm.onnx")
+    det = load_detector("wavlm")
+    assert det.version.startswith("wavlm-") and det.thresholds.warn <= det.thresholds.hangup
+    assert (DEFAULT_MODELS_DIR / "wavlm.onnx").stat().st_size < 50e6
+    p = det.score(list(_speechlike(2, 16000, 9)))
+    assert p.shape == (2,) and np.all((p > 0) & (p < 1))
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """The real (compact) architecture with seeded random weights, exported as a shipped models dir."""
