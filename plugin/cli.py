@@ -17,7 +17,7 @@ import sys
 COMMANDS: list[tuple[str, str, str]] = [
     ("scan", "detector.commands.scan", "score audio files for synthetic or replayed speech"),
     ("corpus", "detector.commands.corpus", "build or report the training/evaluation corpus"),
-    ("train", "detector.commands.train", "train a detector (gbm, wavlm)"),
+    ("train", "detector.commands.train", "train a detector (gbm, wavlm, fusion)"),
     ("eval", "detector.commands.evaluate", "evaluate detectors on a corpus split, write a report"),
     ("bench", "bench.cli", "measure per-chunk cost and capacity"),
     ("serve", "plugin.commands.serve", "guard live calls on Asterisk over ARI"),
