@@ -190,7 +190,7 @@ def train_wavlm(corpus_dir: Path, out_dir: Path, run_dir: Path, settings: TrainS
     import torch
     import transformers
 
-    from detector.corpus.manifest import load_chunks, load_manifest
+    from detector.corpus.manifest import load_chunks, load_train_dev
     from detector.wavlm_model import build_model, cosine_with_warmup, model_from_meta, torch_logits
 
     transformers.utils.logging.set_verbosity_error()
@@ -199,12 +199,7 @@ def train_wavlm(corpus_dir: Path, out_dir: Path, run_dir: Path, settings: TrainS
     torch.set_num_threads(settings.threads)
     torch.set_flush_denormal(True)  # denormals made some steps 4x slower on this CPU
 
-    rows = load_manifest(corpus_dir)
-    train = [r for r in rows if r["split"] == "train"]
-    dev = [r for r in rows if r["split"] == "dev"]
-    if not train or not dev:
-        have = dict(Counter(r["split"] for r in rows))
-        raise SystemExit(f"{corpus_dir}: the manifest needs train and dev rows (has {have})")
+    train, dev = load_train_dev(corpus_dir)
     y_train = _labels(train)
     if y_train.min() == y_train.max() or _labels(dev).min() == _labels(dev).max():
         raise SystemExit(f"{corpus_dir}: train and dev both need bona fide and spoof rows")
