@@ -23,11 +23,17 @@ def voices() -> list[tuple[str, str]]:
     return [(f"{v}+{var}", lang) for lang, vs in LANG_VOICES.items() for v in vs for var in VARIANTS]
 
 
-def synthesize(texts: list[str], voice: str, language: str, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    pieces, sr = [], 22050
+def speak(texts: list[str], voice: str, rng: np.random.Generator, speeds: tuple[int, int],
+          pitches: tuple[int, int], sr: int) -> tuple[np.ndarray, int]:
+    """espeak-ng on each text with a random speed and pitch, joined with pauses (also drives MBROLA)."""
+    pieces = []
     for t in texts:
-        speed = int(rng.integers(130, 200))
-        pitch = int(rng.integers(25, 75))
+        speed = int(rng.integers(*speeds))
+        pitch = int(rng.integers(*pitches))
         x, sr = read_wav_bytes(run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", t]))
         pieces.append(x)
     return join(pieces, sr, rng), sr
+
+
+def synthesize(texts: list[str], voice: str, language: str, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    return speak(texts, voice, rng, speeds=(130, 200), pitches=(25, 75), sr=22050)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.corpus.generators._util import join, need, read_wav_bytes, run
+from detector.corpus.generators._util import need
+from detector.corpus.generators.espeak import speak
 
 FAMILY = "mbrola"
 ATTACK_TYPE = "tts"
@@ -34,10 +35,4 @@ def voices() -> list[tuple[str, str]]:
 
 
 def synthesize(texts: list[str], voice: str, language: str, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    pieces, sr = [], 16000
-    for t in texts:
-        speed = int(rng.integers(130, 190))
-        pitch = int(rng.integers(30, 70))
-        x, sr = read_wav_bytes(run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", t]))
-        pieces.append(x)
-    return join(pieces, sr, rng), sr
+    return speak(texts, voice, rng, speeds=(130, 190), pitches=(30, 70), sr=16000)
