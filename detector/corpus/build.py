@@ -319,9 +319,8 @@ def build(out: Path, seed: int = 1, size: str = "full", workers: int = 2, skip: 
     errors: list[str] = []
     bar = Progress(len(order), f"corpus build ({size})")
     args = [(j, str(out)) for j in order]
-    # Jobs always run in forked worker processes, also with one worker: run in this process, the WORLD
-    # jobs of a one-worker build came out different from run to run (seen in CI; cause not pinned down),
-    # while forked workers give the same manifest whatever their number.
+    # Jobs always run in forked worker processes, also with one worker, so that a build does not depend
+    # on what the parent process did before (native libraries may keep state between calls).
     pool = get_context("fork").Pool(processes=max(1, workers), maxtasksperchild=200)
     results = pool.imap_unordered(_run_job, args, chunksize=1)
     try:
