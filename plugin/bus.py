@@ -4,6 +4,11 @@ Every chunk score, every verdict change and one summary per tapped leg are publi
 ``redis.channel``) and appended (``XADD redis.stream MAXLEN ~ stream_maxlen``, field ``msg``) in one
 round trip. Message ids are deterministic (call, channel, type, chunk), so a consumer can drop repeats.
 
+Delivery is exactly-once into the stream: each message gets a (producer, sequence number) when it is
+first published, kept with it in the spool, and one Lua script does XADD + PUBLISH only if that sequence
+number is above the producer's high-water mark (hash ``<stream>:producers``), atomically. A retry of a
+message whose first attempt did reach Redis (reply lost, client timeout, redis-py's own retry) is skipped.
+
 When Redis is unreachable, messages go to a bounded local spool file (JSON lines) and a background task
 delivers them in order once Redis answers again; while the spool holds anything, new messages queue
 behind it so the order is kept. A full spool drops new messages and counts them (``bus_spool_dropped``).
@@ -16,6 +21,8 @@ import contextlib
 import json
 import logging
 import os
+import secrets
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +36,20 @@ log = logging.getLogger(__name__)
 
 SCHEMA = "callguard.verdict/1"
 SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "verdict.schema.json"
+PRODUCERS_TTL_S = 7 * 24 * 3600  # the high-water marks outlive any spool backlog
+
+# KEYS: stream, producers hash. ARGV: producer, seq, maxlen, channel, data, type, id, ttl.
+# Returns 1 when appended and published, 0 when this producer already delivered that sequence number.
+DELIVER_LUA = """
+local last = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+local seq = tonumber(ARGV[2])
+if seq <= last then return 0 end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'msg', ARGV[5], 'type', ARGV[6], 'id', ARGV[7])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+redis.call('HSET', KEYS[2], ARGV[1], seq)
+redis.call('EXPIRE', KEYS[2], ARGV[8])
+return 1
+"""
 
 
 def message_id(call_id: str, channel_id: str, kind: str, seq: int | str) -> str:
@@ -103,6 +124,19 @@ class Spool:
                 out.append(json.loads(line))
         return out
 
+    def pop_front(self, n: int) -> None:
+        """Forget the first ``n`` messages (delivered); what was appended meanwhile stays, in order."""
+        if n <= 0 or not self.path.exists():
+            return
+        lines = self.path.read_bytes().splitlines(keepends=True)
+        rest = lines[n:]
+        if not rest:
+            self.path.unlink(missing_ok=True)
+            return
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(b"".join(rest))
+        os.replace(tmp, self.path)
+
     def keep(self, remaining: list[dict[str, Any]]) -> None:
         """Replace the spool's content with ``remaining`` (atomically)."""
         if not remaining:
@@ -124,6 +158,11 @@ class Bus:
         self.summary_log = Path(summary_log) if summary_log else None
         self.retry_s = retry_s
         self.published = 0
+        self.duplicates_skipped = 0  # retries Redis had already taken (see DELIVER_LUA)
+        self.spooled = 0  # messages that went to the spool
+        self.producer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        self.producers_key = f"{stream}:producers"
+        self._seq = 0
         self._lock = asyncio.Lock()
         self._drain_task: asyncio.Task[None] | None = None
 
@@ -144,26 +183,44 @@ class Bus:
             await self._drain_once()
         await self.redis.aclose()
 
+    def _stamp(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """A copy of ``msg`` carrying its delivery identity (``_bus``: producer, sequence number)."""
+        if "_bus" in msg:
+            return msg
+        self._seq += 1
+        return {**msg, "_bus": [self.producer, self._seq]}
+
     async def _send(self, msg: dict[str, Any]) -> None:
-        data = json.dumps(msg, separators=(",", ":"))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.publish(self.channel, data)
-            pipe.xadd(self.stream, {"msg": data, "type": msg["type"], "id": msg["id"]},
-                      maxlen=self.stream_maxlen, approximate=True)
-            await pipe.execute()
-        self.published += 1
+        stamp = msg.get("_bus")
+        body = {k: v for k, v in msg.items() if k != "_bus"}
+        data = json.dumps(body, separators=(",", ":"))
+        if not stamp:  # spooled by an older version: no identity, deliver as is
+            stamp = self._stamp(body)["_bus"]
+        producer, seq = stamp
+        added = await self.redis.eval(DELIVER_LUA, 2, self.stream, self.producers_key, producer, int(seq),
+                                      self.stream_maxlen, self.channel, data, body["type"], body["id"],
+                                      PRODUCERS_TTL_S)
+        if int(added):
+            self.published += 1
+        else:
+            self.duplicates_skipped += 1
+            metrics.inc("bus_duplicates_skipped")
+            log.info("Redis already had message %s (seq %s): not appended again", body["id"], seq)
 
     async def publish(self, msg: dict[str, Any]) -> bool:
         """Deliver now, or spool. Returns True when delivered to Redis. Never raises."""
         async with self._lock:
+            msg = self._stamp(msg)
             if not self.spool.has_items():
                 try:
                     await self._send(msg)
                     return True
                 except (TimeoutError, RedisError, OSError) as exc:
                     metrics.inc("bus_publish_failures")
-                    log.warning("Redis publish failed (%s): spooling", exc.__class__.__name__)
-            self.spool.append(msg)
+                    log.warning("Redis publish failed (%s): spooling to %s", exc.__class__.__name__,
+                                self.spool.path)
+            if self.spool.append(msg):
+                self.spooled += 1
             return False
 
     def write_summary_line(self, msg: dict[str, Any]) -> None:
@@ -176,28 +233,34 @@ class Bus:
         except OSError as exc:
             log.warning("cannot write summary log %s: %s", self.summary_log, exc)
 
-    async def _drain_once(self) -> int:
+    async def _drain_once(self, batch: int = 500) -> int:
+        """Deliver the spool's oldest messages in order. The lock is held only to read and to trim the
+        spool, not while Redis is tried: a slow or unreachable Redis never holds up ``publish``, which
+        appends behind the spool meanwhile (so the order is kept)."""
         async with self._lock:
-            pending = self.spool.read()
-            sent = 0
-            try:
-                for msg in pending:
-                    await self._send(msg)
-                    sent += 1
-            except (TimeoutError, RedisError, OSError):
-                pass
-            finally:
-                if pending:
-                    self.spool.keep(pending[sent:])
+            pending = self.spool.read()[:batch]
+        sent = 0
+        try:
+            for msg in pending:
+                await self._send(msg)
+                sent += 1
+        except (TimeoutError, RedisError, OSError):
+            pass
+        finally:
             if sent:
-                log.info("delivered %d spooled message(s) to Redis (%d left)", sent, len(pending) - sent)
-            return sent
+                async with self._lock:
+                    self.spool.pop_front(sent)
+        if sent:
+            log.info("delivered %d spooled message(s) to Redis (%d left)", sent, len(self.spool))
+        return sent
 
     async def _drain_loop(self) -> None:
         while True:
             await asyncio.sleep(self.retry_s)
-            if self.spool.has_items():
+            while self.spool.has_items():
                 try:
-                    await self._drain_once()
+                    if not await self._drain_once():
+                        break
                 except Exception:
                     log.exception("spool drain failed")
+                    break
