@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,13 +34,16 @@ class AriError(RuntimeError):
 
 class AriClient:
     def __init__(self, url: str, username: str, password: str, app: str, *,
-                 timeout: float = 10.0, max_backoff: float = 10.0) -> None:
+                 timeout: float = 10.0, max_backoff: float = 2.0, connect_timeout: float = 4.0) -> None:
         self.base = url.rstrip("/") + "/ari"
         self.app = app
         token = base64.b64encode(f"{username}:{password}".encode()).decode()
         self._headers = {"Authorization": f"Basic {token}"}  # never logged
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        # reconnect delays double from 0.2 s up to max_backoff (with +-20 % jitter): with the default 2 s the
+        # events websocket is back at most ~2.4 s + one handshake after Asterisk answers again
         self._max_backoff = max_backoff
+        self._connect_timeout = connect_timeout
         self._session: aiohttp.ClientSession | None = None
         self._ws_task: asyncio.Task[None] | None = None
         self._handlers: list[Handler] = []
@@ -47,7 +51,10 @@ class AriClient:
         self._connected = asyncio.Event()
         self._on_connect: list[Callable[[], Awaitable[None]]] = []
         self._closing = False
+        self._cb_tasks: set[asyncio.Task[None]] = set()
         self.reconnects = 0
+        self.lost_at: float | None = None  # time.time() when the events websocket was lost (None: connected)
+        self.last_gap_s: float | None = None  # length of the last gap without events, once reconnected
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, wait: float | None = 10.0) -> None:
@@ -163,19 +170,41 @@ class AriClient:
             except Exception:
                 log.exception("ARI event handler failed on %s", event.get("type"))
 
+    async def _run_callback(self, cb: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await cb()
+        except Exception:
+            log.exception("ARI on-connect callback failed")
+
     async def _ws_loop(self) -> None:
         assert self._session is not None
         ws_url = self.base.replace("http", "ws", 1) + "/events"
         backoff = 0.2
+        attempts = 0
         while not self._closing:
+            up_since = None
             try:
-                async with self._session.ws_connect(ws_url, params={"app": self.app}, heartbeat=20,
-                                                    timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws:
-                    log.info("ARI events connected (app %s)", self.app)
-                    backoff = 0.2
+                attempts += 1
+                # bounded handshake: an Asterisk that accepts TCP but is still booting must not stall us
+                ws = await asyncio.wait_for(
+                    self._session.ws_connect(ws_url, params={"app": self.app}, heartbeat=20,
+                                             timeout=aiohttp.ClientWSTimeout(ws_close=5)),
+                    self._connect_timeout)
+                async with ws:
+                    up_since = time.monotonic()
+                    if self.lost_at is not None:
+                        self.last_gap_s = time.time() - self.lost_at
+                        log.warning("ARI events reconnected after a gap of %.2f s (%d attempt(s)); app %s "
+                                    "registered again", self.last_gap_s, attempts, self.app)
+                        self.lost_at = None
+                    else:
+                        log.info("ARI events connected (app %s)", self.app)
+                    attempts = 0
                     self._connected.set()
                     for cb in self._on_connect:
-                        asyncio.create_task(cb())
+                        task = asyncio.create_task(self._run_callback(cb))
+                        self._cb_tasks.add(task)
+                        task.add_done_callback(self._cb_tasks.discard)
                     async for msg in ws:
                         if msg.type == aiohttp.WSMsgType.TEXT:
                             try:
@@ -189,15 +218,21 @@ class AriClient:
             except asyncio.CancelledError:
                 raise
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                log.warning("ARI events connection failed (%s); retrying in %.1f s", exc.__class__.__name__,
-                            backoff)
+                if attempts <= 1 or attempts % 10 == 0:
+                    log.warning("ARI events connection failed (%s); retrying in %.1f s", exc.__class__.__name__,
+                                backoff)
+            was_up = self._connected.is_set()
             self._connected.clear()
             if self._closing:
                 break
+            if was_up:
+                self.lost_at = time.time()
+                log.warning("ARI events connection lost (app %s): reconnecting", self.app)
+            if up_since is not None and time.monotonic() - up_since > 5.0:
+                backoff = 0.2  # a connection that lived a while: start over with short delays
             self.reconnects += 1
             await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))
             backoff = min(backoff * 2, self._max_backoff)
-
 
 def _qs(value: Any) -> str:
     if isinstance(value, bool):

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
+
 from plugin.ari import AriClient, AriError, Event
 from plugin.telephony import Addr, Call, CallEvents, CallInfo, Leg
 
@@ -96,14 +98,67 @@ class AsteriskAdapter:
             self._first_connect = False
             await self.sweep()
             return
-        # reconnected: calls that ended while we were away must be cleaned up now
+        await self.resync()
+
+    async def resync(self) -> dict[str, int]:
+        """After the events websocket came back (ARI restarted, Asterisk restarted, network blip): compare
+        what we track with what Asterisk has now (``GET /channels``, ``GET /bridges``). Calls whose channels
+        vanished are ended (their legs' summaries are published, their taps removed from the media
+        endpoint); calls still up are subscribed to again and any of their taps that is gone is set up
+        again; tap resources nobody owns any more are deleted."""
+        counts = {"up": 0, "ended": 0, "taps_kept": 0, "retapped": 0, "orphans": 0}
+        try:
+            channels = {c["id"] for c in await self.ari.get("/channels") or []}
+            bridges = {b["id"] for b in await self.ari.get("/bridges") or []}
+        except (AriError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.warning("resynchronisation after reconnect failed (%s): next reconnect tries again", exc)
+            return counts
+        # taps being set up register their ids before creating anything: taken now, nothing of ours is missed
+        owned = {x for r in self.taps.values() for x in (r.snoop, r.media, r.bridge, *r.whispers)}
         for call in list(self.calls.values()):
-            ch = await self.ari.request("GET", f"/channels/{call.caller_channel}", ok_missing=True)
-            if ch is None:
-                await self._end_call(call, "ended while ARI was disconnected")
-            elif call.mode == "dial":
-                with contextlib.suppress(AriError):
-                    await self.ari.subscribe(f"channel:{call.caller_channel}")
+            if call.ended:
+                continue
+            needed = [call.caller_channel]
+            if call.mode == "bridge" and call.callee_channel and call.legs:
+                needed.append(call.callee_channel)
+            if not all(cid in channels for cid in needed):
+                counts["ended"] += 1
+                await self._end_call(call, "vanished while ARI was disconnected")
+                continue
+            counts["up"] += 1
+            sources = [f"channel:{cid}" for cid in needed]
+            bridge_id = f"{CALL_PREFIX}{_safe(call.call_id)}"
+            if call.mode == "bridge" and bridge_id in bridges:
+                sources.append(f"bridge:{bridge_id}")
+            try:
+                await self.ari.subscribe(*sources)
+            except (AriError, aiohttp.ClientError, OSError) as exc:
+                log.warning("call %s: subscribing again failed: %s", call.call_id, exc)
+            for leg in list(call.legs.values()):
+                res = self.taps.get(leg.key)
+                if res is not None and {res.snoop, res.media} <= channels and res.bridge in bridges:
+                    counts["taps_kept"] += 1
+                    continue
+                counts["retapped"] += 1
+                tap_lost = getattr(self.events, "tap_lost", None)
+                if tap_lost is not None:
+                    self._spawn(tap_lost(call, leg))
+        for cid in channels:
+            if cid.startswith(TAP_PREFIX) and cid not in owned:
+                counts["orphans"] += 1
+                with contextlib.suppress(AriError, aiohttp.ClientError, OSError):
+                    await self.ari.delete(f"/channels/{cid}")
+        for bid in bridges:
+            if bid.startswith(TAP_PREFIX) and bid not in owned:
+                counts["orphans"] += 1
+                with contextlib.suppress(AriError, aiohttp.ClientError, OSError):
+                    await self.ari.delete(f"/bridges/{bid}")
+        gap = self.ari.last_gap_s
+        log.info("resynchronised with Asterisk after a %s gap: %d call(s) still up (%d tap(s) kept, %d set up "
+                 "again), %d call(s) vanished and ended, %d orphaned tap resource(s) deleted",
+                 "?" if gap is None else f"{gap:.2f} s", counts["up"], counts["taps_kept"], counts["retapped"],
+                 counts["ended"], counts["orphans"])
+        return counts
 
     async def sweep(self) -> int:
         """Start-up: delete tap channels/bridges left by an earlier run (ids ``cgtap-``) and adopt calls an

@@ -40,6 +40,7 @@ class LegState:
     shed_before: int = 0
     first_verdict_at: float | None = None
     caller: dict[str, str] = field(default_factory=dict)
+    retaps: int = 0  # times the tap was set up again while the call was up
 
 
 class Guard:
@@ -90,20 +91,56 @@ class Guard:
             log.warning("could not tap %s leg of %s: %s", leg.leg, call.call_id, exc)
             self.legs.pop(leg.key, None)
             call.legs.pop(leg.leg, None)
-            if state.addr:
-                self.media.remove_tap(state.addr)
+            self._unregister(state)
             return
         if call.ended:  # the call ended while the tap was being set up: undo it all
             self.legs.pop(leg.key, None)
-            if state.addr:
-                self.media.remove_tap(state.addr)
+            self._unregister(state)
+            await self.adapter.stop_tap(leg)
+
+    def _unregister(self, state: LegState) -> None:
+        """Remove this leg's tap from the media endpoint, and only it: after a PBX restart a new tap may
+        have been given the same source address as a dead one."""
+        for addr, tap in list(self.media.taps.items()):
+            if tap is state.tap:
+                self.media.remove_tap(addr)
+        state.addr = None
+
+    async def tap_lost(self, call: Call, leg: Leg) -> None:
+        """The adapter found this leg's tap gone while the call is still up (e.g. after the PBX connection
+        was lost): forget the dead tap and tap the leg again. Its evidence and chunk numbering go on (the new
+        media stream has a new SSRC, which the reorder buffer treats as a restart)."""
+        state = self.legs.get(leg.key)
+        if state is None or call.ended:
+            return
+        self._unregister(state)
+        try:
+            await self.adapter.stop_tap(leg)
+        except Exception as exc:
+            log.warning("removing the dead tap of %s/%s failed: %s", call.call_id, leg.leg, exc)
+
+        def register(addr: Addr) -> None:
+            state.addr = addr
+            self.media.add_tap(addr, state.tap)
+
+        try:
+            setup = await self.adapter.tap(leg, register)
+        except Exception as exc:  # fail open
+            log.warning("could not tap %s leg of %s again: %s", leg.leg, call.call_id, exc)
+            self._unregister(state)
+            return
+        state.retaps += 1
+        log.info("tap on %s leg of %s restored in %.0f ms (media from %s:%s)", leg.leg, call.call_id,
+                 setup * 1000, *(state.addr or ("?", 0)))
+        if call.ended or self.legs.get(leg.key) is not state:
+            self._unregister(state)
             await self.adapter.stop_tap(leg)
 
     async def call_ended(self, call: Call, reason: str) -> None:
         for name, leg in list(call.legs.items()):
             state = self.legs.pop(leg.key, None)
-            if state and state.addr:
-                self.media.remove_tap(state.addr)
+            if state:
+                self._unregister(state)
             self.scoring.drop_leg(leg.key)
             try:
                 await self.adapter.stop_tap(leg)
@@ -178,6 +215,7 @@ class Guard:
                     "concealed": st.concealed, "lost": rtp.lost, "late": rtp.late,
                     "duplicates": rtp.duplicates, "reordered": rtp.reordered},
             "ended_by": reason,
+            "retaps": state.retaps,
         }
         msg = make_message("summary", chunk_index=None, chunk_start_s=None,
                            score=summary["max_score"], verdict=summary["final_verdict"], summary=summary,
