@@ -111,6 +111,7 @@ class Lab:
     ari_password: str = field(default_factory=lambda: secrets.token_hex(12), repr=False)
     redis_password: str = field(default_factory=lambda: secrets.token_hex(12), repr=False)
     ports: LabPorts | None = None
+    redis_persist: bool = False  # append-only file with fsync always (fault tests restart Redis)
     _asterisk: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ layout
@@ -263,13 +264,33 @@ class Lab:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
+    def kill_asterisk(self) -> int:
+        """Crash Asterisk: SIGKILL, no shutdown, stale control socket and pid file left as a crash leaves
+        them. Returns the pid killed. ``start_asterisk()`` starts it again with the same config and ports."""
+        pids = {p for p in (self.asterisk_pid(), self._asterisk.pid if self._asterisk else None) if p}
+        pids = {p for p in pids if _alive(p)}
+        if not pids:
+            raise LabError("Asterisk is not running")
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        if self._asterisk is not None:
+            self._asterisk.wait(10)
+            self._asterisk = None
+        for pid in pids:
+            _wait_dead(pid, 10)
+        return min(pids)
+
     # ------------------------------------------------------------------ Redis
     def start_redis(self) -> None:
+        """Start (or restart, same port and data dir) the private redis-server. With ``redis_persist`` the
+        data survives a kill -9 (append-only file, fsync on every write), as on a production Redis."""
         assert self.ports
         pidfile = self.root / "run" / "redis.pid"
+        persist = ["--appendonly", "yes", "--appendfsync", "always"] if self.redis_persist \
+            else ["--appendonly", "no"]
         subprocess.run([REDIS, "--port", str(self.ports.redis), "--bind", "127.0.0.1", "--daemonize", "yes",
                         "--pidfile", str(pidfile), "--dir", str(self.root / "lib"), "--save", "",
-                        "--appendonly", "no", "--requirepass", self.redis_password,
+                        *persist, "--requirepass", self.redis_password,
                         "--logfile", str(self.log_dir / "redis.log")],
                        check=True, capture_output=True, timeout=10)
         deadline = time.monotonic() + 5
@@ -293,6 +314,21 @@ class Lab:
                 return True
         except OSError:
             return False
+
+    def redis_pid(self) -> int | None:
+        with contextlib.suppress(OSError, ValueError):
+            pid = int((self.root / "run" / "redis.pid").read_text().strip())
+            return pid if _alive(pid) else None
+        return None
+
+    def kill_redis(self) -> int:
+        """Crash redis-server: SIGKILL. Returns the pid killed; ``start_redis()`` brings it back."""
+        pid = self.redis_pid()
+        if pid is None:
+            raise LabError("redis-server is not running")
+        os.kill(pid, signal.SIGKILL)
+        _wait_dead(pid, 10)
+        return pid
 
     def stop_redis(self) -> None:
         pidfile = self.root / "run" / "redis.pid"
