@@ -121,7 +121,9 @@ class LegTap:
             if usable <= 0:
                 self.stats.malformed += 1
                 return
-            self._last_frame_len = usable
+            # a lost slot is concealed with the last packet's duration, but at most 60 ms: one oversized
+            # packet must not turn every later loss into seconds of synthetic audio
+            self._last_frame_len = min(usable, 3 * self.rate * FRAME_MS // 1000 * self.width)
             if self.fmt == "ulaw":
                 pcm = ULAW_TO_PCM[np.frombuffer(payload, np.uint8, usable)].astype(np.float64)
             else:
