@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from plugin import metrics
+from plugin.redis_conn import RedisTls, make_redis
 
 log = logging.getLogger(__name__)
 
@@ -150,10 +150,9 @@ class Spool:
 class Bus:
     def __init__(self, url: str, password: str, channel: str, stream: str, stream_maxlen: int,
                  spool_path: str | Path, spool_max_bytes: int, summary_log: str | Path | None = None,
-                 retry_s: float = 1.0) -> None:
+                 retry_s: float = 1.0, tls: RedisTls | None = None) -> None:
         self.channel, self.stream, self.stream_maxlen = channel, stream, stream_maxlen
-        self.redis = aioredis.Redis.from_url(url, password=password or None, socket_timeout=2.0,
-                                             socket_connect_timeout=2.0, decode_responses=True)
+        self.redis = make_redis(url, password, tls, socket_timeout=2.0, socket_connect_timeout=2.0)
         self.spool = Spool(spool_path, spool_max_bytes)
         self.summary_log = Path(summary_log) if summary_log else None
         self.retry_s = retry_s

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlunparse
 
 VERDICTS = ("bonafide", "suspicious", "spoof")
 ACTIONS = ("annotate", "warn", "hangup")
@@ -33,16 +33,28 @@ def _mask(value: str) -> str:
     return "***" if value else "''"
 
 
+def redact_url(url: str) -> str:
+    """``url`` with any ``user:password@`` part replaced by ``***@`` (for logs, reprs and errors)."""
+    try:
+        parsed = urlparse(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if "@" not in parsed.netloc:
+        return url
+    return urlunparse(parsed._replace(netloc="***@" + parsed.netloc.rsplit("@", 1)[1]))
+
+
 @dataclass(frozen=True)
 class AriConfig:
     url: str = "http://127.0.0.1:8088"
     username: str = "callguard"
     password: str = field(default="", repr=False)
     app: str = "callguard"
+    tls_ca_file: str = ""  # https:// url: CA bundle to verify Asterisk's certificate (default: system CAs)
 
     def __repr__(self) -> str:
-        return (f"AriConfig(url={self.url!r}, username={self.username!r}, "
-                f"password={_mask(self.password)}, app={self.app!r})")
+        return (f"AriConfig(url={redact_url(self.url)!r}, username={self.username!r}, "
+                f"password={_mask(self.password)}, app={self.app!r}, tls_ca_file={self.tls_ca_file!r})")
 
 
 @dataclass(frozen=True)
@@ -55,10 +67,31 @@ class RedisConfig:
     spool_path: str = "callguard-spool.jsonl"
     spool_max_bytes: int = 10_000_000
     summary_log: str = "callguard-summary.jsonl"
+    # rediss:// only: CA bundle to verify the server (default: system CAs); client certificate + key when
+    # the server asks for one (redis.conf tls-auth-clients)
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
     def __repr__(self) -> str:
-        return (f"RedisConfig(url={self.url!r}, password={_mask(self.password)}, channel={self.channel!r}, "
-                f"stream={self.stream!r}, stream_maxlen={self.stream_maxlen})")
+        return (f"RedisConfig(url={redact_url(self.url)!r}, password={_mask(self.password)}, "
+                f"channel={self.channel!r}, stream={self.stream!r}, stream_maxlen={self.stream_maxlen}, "
+                f"tls_ca_file={self.tls_ca_file!r}, tls_cert_file={self.tls_cert_file!r}, "
+                f"tls_key_file={self.tls_key_file!r})")
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The plugin's own HTTP endpoint: /health (open) and /metrics (bearer token)."""
+
+    enabled: bool = True
+    bind_host: str = "127.0.0.1"
+    port: int = 9310  # 0: any free port (tests)
+    token: str = field(default="", repr=False)  # empty: /metrics and every other path answer 403
+
+    def __repr__(self) -> str:
+        return (f"HttpConfig(enabled={self.enabled}, bind_host={self.bind_host!r}, port={self.port}, "
+                f"token={_mask(self.token)})")
 
 
 @dataclass(frozen=True)
@@ -119,6 +152,7 @@ class Config:
     policies: Mapping[str, Policy]
     routes: tuple[Route, ...]
     default_policy: str = "default"
+    http: HttpConfig = field(default_factory=HttpConfig)
 
     def policy_for(self, context: str = "", endpoint: str = "", caller_id: str = "", exten: str = "") -> Policy:
         for route in self.routes:
@@ -130,10 +164,21 @@ class Config:
 # --------------------------------------------------------------------------------------------- parsing
 
 _SCALAR_SECTIONS: dict[str, type] = {"ari": AriConfig, "redis": RedisConfig, "media": MediaConfig,
-                                     "detector": DetectorConfig}
+                                     "detector": DetectorConfig, "http": HttpConfig}
+_SECRET_KEYS = {"ari.password", "redis.password", "http.token"}
+HTTP_TOKEN_MIN_LEN = 16
 
 
 def _coerce(key: str, value: Any, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower() if isinstance(value, str | int) else None
+        if text in ("true", "yes", "on", "1"):
+            return True
+        if text in ("false", "no", "off", "0"):
+            return False
+        raise ConfigError(f"{key}: expected true or false")
     if kind is int:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
@@ -159,22 +204,44 @@ def _section(name: str, raw: Mapping[str, Any], env: Mapping[str, str]) -> Any:
         env_key = f"{ENV_PREFIX}{name.upper()}_{k.upper()}"
         if env_key in env:
             values[k] = env[env_key]
-    kinds = {"int": int, "str": str}
+    kinds = {"int": int, "str": str, "bool": bool}
     out = {}
     for k, v in values.items():
         kind = kinds.get(str(known[k].type), str)
-        out[k] = _coerce(f"{name}.{k}", v, kind)
+        try:
+            out[k] = _coerce(f"{name}.{k}", v, kind)
+        except ConfigError:
+            if f"{name}.{k}" in _SECRET_KEYS:  # never echo a secret, even a malformed one
+                raise ConfigError(f"{name}.{k}: expected a string") from None
+            raise
     return cls(**out)
 
 
 def _check_url(key: str, url: str, schemes: tuple[str, ...]) -> None:
-    parsed = urlparse(url)
+    shown = redact_url(url)  # a URL may carry a password: errors show it masked
+    try:
+        parsed = urlparse(url)
+    except ValueError:
+        raise ConfigError(f"{key}: bad URL {shown!r}") from None
     if parsed.scheme not in schemes or not parsed.hostname:
-        raise ConfigError(f"{key}: bad URL {url!r} (expected {' or '.join(s + '://host[:port]' for s in schemes)})")
+        raise ConfigError(f"{key}: bad URL {shown!r} (expected {' or '.join(s + '://host[:port]' for s in schemes)})")
     try:
         _ = parsed.port
     except ValueError:
-        raise ConfigError(f"{key}: bad port in URL {url!r}") from None
+        raise ConfigError(f"{key}: bad port in URL {shown!r}") from None
+
+
+def _check_file(key: str, path: str) -> None:
+    if path and not os.access(path, os.R_OK):
+        reason = "no such file" if not os.path.exists(path) else "not readable by this user"
+        raise ConfigError(f"{key}: {reason}: {path!r}")
+
+
+def _check_host(key: str, host: str) -> None:
+    try:
+        socket.getaddrinfo(host, None)
+    except OSError:
+        raise ConfigError(f"{key}: cannot resolve {host!r}") from None
 
 
 def _str_list(key: str, value: Any, allowed: tuple[str, ...]) -> tuple[str, ...]:
@@ -252,8 +319,14 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, *
     redis: RedisConfig = sections["redis"]
     media: MediaConfig = sections["media"]
     det: DetectorConfig = sections["detector"]
+    http: HttpConfig = sections["http"]
 
     _check_url("ari.url", ari.url, ("http", "https"))
+    if "@" in urlparse(ari.url).netloc:
+        raise ConfigError("ari.url: must not contain credentials (use ari.username and ari.password)")
+    _check_file("ari.tls_ca_file", ari.tls_ca_file)
+    if ari.tls_ca_file and urlparse(ari.url).scheme != "https":
+        raise ConfigError("ari.tls_ca_file: only used with an https:// ari.url")
     if not ari.username:
         raise ConfigError("ari.username: missing")
     if not ari.password:
@@ -261,6 +334,12 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, *
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", ari.app):
         raise ConfigError(f"ari.app: invalid application name {ari.app!r}")
     _check_url("redis.url", redis.url, ("redis", "rediss"))
+    for k in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+        _check_file(f"redis.{k}", getattr(redis, k))
+        if getattr(redis, k) and urlparse(redis.url).scheme != "rediss":
+            raise ConfigError(f"redis.{k}: only used with a rediss:// redis.url (TLS)")
+    if bool(redis.tls_cert_file) != bool(redis.tls_key_file):
+        raise ConfigError("redis.tls_cert_file: a client certificate needs both tls_cert_file and tls_key_file")
     if not redis.channel:
         raise ConfigError("redis.channel: must not be empty")
     if not redis.stream:
@@ -273,10 +352,7 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, *
         raise ConfigError(f"media.format: unknown format {media.format!r} (expected {', '.join(FORMATS)})")
     if not 0 <= media.port <= 65535:
         raise ConfigError(f"media.port: out of range: {media.port}")
-    try:
-        socket.getaddrinfo(media.bind_host, None)
-    except OSError:
-        raise ConfigError(f"media.bind_host: cannot resolve {media.bind_host!r}") from None
+    _check_host("media.bind_host", media.bind_host)
     if not 0 <= media.reorder_window <= 50:
         raise ConfigError(f"media.reorder_window: must be 0..50, got {media.reorder_window}")
     if det.name not in DETECTORS:
@@ -289,6 +365,15 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, *
         raise ConfigError(f"detector.models_dir: no such directory {det.models_dir!r}")
     if ":" not in det.loader:
         raise ConfigError(f"detector.loader: expected 'module:function', got {det.loader!r}")
+    if not 0 <= http.port <= 65535:
+        raise ConfigError(f"http.port: out of range: {http.port}")
+    if http.enabled:
+        _check_host("http.bind_host", http.bind_host)
+    if http.token and len(http.token) < HTTP_TOKEN_MIN_LEN:
+        raise ConfigError(f"http.token: too short (at least {HTTP_TOKEN_MIN_LEN} characters, e.g. "
+                          "`openssl rand -hex 32`)")
+    if http.token and (not http.token.isprintable() or any(c.isspace() for c in http.token)):
+        raise ConfigError("http.token: must be printable and contain no spaces")
 
     raw_policies = raw.get("policies", {})
     if not isinstance(raw_policies, Mapping):
@@ -326,7 +411,7 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, *
     if check_port:
         _check_udp_port(media.bind_host, media.port)
     return Config(ari=ari, redis=redis, media=media, detector=det, policies=policies, routes=tuple(routes),
-                  default_policy=default_policy)
+                  default_policy=default_policy, http=http)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None, *, check_port: bool = True) -> Config:

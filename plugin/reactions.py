@@ -20,10 +20,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from plugin.config import Policy
+from plugin.redis_conn import RedisTls, make_redis
 from plugin.telephony import Leg, TelephonyAdapter
 
 log = logging.getLogger(__name__)
@@ -31,9 +31,8 @@ log = logging.getLogger(__name__)
 
 class Reactor:
     def __init__(self, url: str, password: str, channel: str, adapter: TelephonyAdapter,
-                 policies: Mapping[str, Policy]) -> None:
-        self.redis = aioredis.Redis.from_url(url, password=password or None, socket_connect_timeout=2.0,
-                                             decode_responses=True)
+                 policies: Mapping[str, Policy], tls: RedisTls | None = None) -> None:
+        self.redis = make_redis(url, password, tls, socket_connect_timeout=2.0)
         self.channel = channel
         self.adapter = adapter
         self.policies = policies
