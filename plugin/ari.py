@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -34,8 +35,12 @@ class AriError(RuntimeError):
 
 class AriClient:
     def __init__(self, url: str, username: str, password: str, app: str, *,
-                 timeout: float = 10.0, max_backoff: float = 2.0, connect_timeout: float = 4.0) -> None:
-        self.base = url.rstrip("/") + "/ari"
+                 timeout: float = 10.0, max_backoff: float = 2.0, connect_timeout: float = 4.0,
+                 tls_ca_file: str = "") -> None:
+        self.base = url.rstrip("/") + "/ari"  # https:// -> the events websocket is wss://
+        # https: verify Asterisk's certificate and host name against tls_ca_file (default: system CAs)
+        self._ssl: ssl.SSLContext | None = (ssl.create_default_context(cafile=tls_ca_file or None)
+                                            if url.startswith("https://") else None)
         self.app = app
         token = base64.b64encode(f"{username}:{password}".encode()).decode()
         self._headers = {"Authorization": f"Basic {token}"}  # never logged
@@ -58,7 +63,8 @@ class AriClient:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, wait: float | None = 10.0) -> None:
-        self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+        connector = aiohttp.TCPConnector(ssl=self._ssl) if self._ssl is not None else None
+        self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout, connector=connector)
         self._ws_task = asyncio.create_task(self._ws_loop(), name="ari-events")
         if wait:
             await asyncio.wait_for(self._connected.wait(), wait)
