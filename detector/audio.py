@@ -16,6 +16,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 DETECTOR_RATE = 8000
+MIN_RATE, MAX_RATE = 1000, 384_000  # sample rates load_audio accepts
 RAW_G711_SUFFIXES = {".ulaw": "ulaw", ".ul": "ulaw", ".pcmu": "ulaw", ".mulaw": "ulaw",
                      ".alaw": "alaw", ".al": "alaw", ".pcma": "alaw"}
 
@@ -129,6 +130,8 @@ def load_audio(path: str | Path, target_rate: int = DETECTOR_RATE) -> np.ndarray
             x, sr = _decode_with_ffmpeg(path)
     if x.size == 0:
         raise AudioError(f"{path}: the file holds no audio samples")
+    if not MIN_RATE <= sr <= MAX_RATE:  # a damaged header: resampling 1 Hz or 2**31 Hz would need gigabytes
+        raise AudioError(f"{path}: implausible sample rate {sr} Hz (expected {MIN_RATE}..{MAX_RATE})")
     if not np.all(np.isfinite(x)):
         raise AudioError(f"{path}: the file holds non-finite samples")
     return resample(x, int(sr), target_rate)
