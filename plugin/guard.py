@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detector.chunking import SpeechChunk
+from plugin import metrics
 from plugin.bus import Bus, make_message
 from plugin.config import Config, Policy
 from plugin.media import LegTap, MediaEndpoint
@@ -179,6 +180,8 @@ class Guard:
             "chunk", chunk_index=chunk.index, chunk_start_s=chunk.start_s, score=result.score,
             verdict=verdict, evidence=None if evidence is None else round(evidence, 6), error=result.error,
             timings=timings, **self._base(state)))
+        if result.job.meta:  # chunk end -> published, for the /metrics histogram
+            metrics.observe_verdict_latency(time.time() - float(result.job.meta))
         if not changed:
             return
         onset = state.tap.stats.speech_onset_at
@@ -194,6 +197,7 @@ class Guard:
             previous_verdict=previous, evidence=None if evidence is None else round(evidence, 6),
             actions=list(state.policy.actions.get(verdict, ())), warn_media=state.policy.warn_media,
             timings=timings, seq=len(state.verdict_history), **self._base(state)))
+        metrics.inc(metrics.VERDICT_PREFIX + verdict)
 
     async def _publish_summary(self, state: LegState, reason: str) -> None:
         st = state.tap.stats
