@@ -6,45 +6,64 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 
+from plugin import redis_conn
 from plugin.ari import AriClient
 from plugin.asterisk import AsteriskAdapter
 from plugin.bus import Bus
-from plugin.config import Config
+from plugin.config import Config, redact_url
 from plugin.guard import Guard
+from plugin.http import HttpServer
 from plugin.media import MediaEndpoint
+from plugin.metrics import ServiceStatus
 from plugin.reactions import Reactor
+from plugin.redis_conn import RedisTls
 from plugin.scoring import ScoringService
 
 log = logging.getLogger(__name__)
 
 
 class Service:
+    STATUS_MAX_AGE_S = 1.0  # /health and /metrics share one Redis PING per second at most
+
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.started_at = time.monotonic()
         self.media = MediaEndpoint()
         det = config.detector
         self.scoring = ScoringService(det.name, det.models_dir, workers=det.workers, queue_size=det.queue_size,
                                       loader=det.loader)
         r = config.redis
+        self.redis_tls = RedisTls.from_config(r)
         self.bus = Bus(r.url, r.password, r.channel, r.stream, r.stream_maxlen, r.spool_path, r.spool_max_bytes,
-                       r.summary_log)
+                       r.summary_log, tls=self.redis_tls)
         a = config.ari
-        self.ari = AriClient(a.url, a.username, a.password, a.app)
+        self.ari = AriClient(a.url, a.username, a.password, a.app, tls_ca_file=a.tls_ca_file)
+        self.http = HttpServer(config.http, self.status) if config.http.enabled else None
+        self._redis_state: tuple[float, bool, str | None] = (float("-inf"), False, "not checked yet")
+        self._status_lock = asyncio.Lock()
         self.adapter: AsteriskAdapter | None = None
         self.guard: Guard | None = None
         self.reactor: Reactor | None = None
 
     async def start(self) -> None:
+        if self.http is not None:  # first, so /health answers (503) while the detector loads
+            await self.http.start()
         m = self.config.media
         host, port = await self.media.start(m.bind_host, m.port)
         log.info("media endpoint on udp %s:%d (%s)", host, port, m.format)
         await self.scoring.start()
+        r = self.config.redis
+        problem = await self._check_redis()
+        if problem:
+            log.error("Redis at %s: %s; bus messages are spooled to %s until it answers", redact_url(r.url),
+                      problem, r.spool_path)
         await self.bus.start()
         self.adapter = AsteriskAdapter(self.ari, (m.external_host or host, port), m.format)
         self.guard = Guard(self.config, self.adapter, self.media, self.scoring, self.bus)
-        r = self.config.redis
-        self.reactor = Reactor(r.url, r.password, r.channel, self.adapter, self.config.policies)
+        self.reactor = Reactor(r.url, r.password, r.channel, self.adapter, self.config.policies,
+                               tls=self.redis_tls)
         await self.reactor.start()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.reactor.subscribed.wait(), 5)
@@ -52,6 +71,8 @@ class Service:
         log.info("callguard serving ARI app %r at %s", self.config.ari.app, self.config.ari.url)
 
     async def close(self) -> None:
+        if self.http is not None:
+            await self.http.close()
         if self.adapter:
             await self.adapter.close()
         if self.reactor:
@@ -59,6 +80,28 @@ class Service:
         await self.scoring.close()
         await self.bus.close()
         self.media.close()
+
+    # ------------------------------------------------------------------ status for /health and /metrics
+    async def _check_redis(self) -> str | None:
+        problem = await redis_conn.check(self.bus.redis, timeout=1.5)
+        self._redis_state = (time.monotonic(), problem is None, problem)
+        return problem
+
+    async def status(self) -> ServiceStatus:
+        """The service's state now; the Redis PING result is reused for ``STATUS_MAX_AGE_S``."""
+        async with self._status_lock:
+            if time.monotonic() - self._redis_state[0] > self.STATUS_MAX_AGE_S:
+                await self._check_redis()
+        _, redis_ok, redis_error = self._redis_state
+        info = self.scoring.info
+        spool = await asyncio.to_thread(len, self.bus.spool)  # reads the spool file: off the event loop
+        return ServiceStatus(
+            ari_connected=self.ari.connected, redis_connected=redis_ok, redis_error=redis_error,
+            detector_up=info is not None, detector_name=info.name if info else None,
+            detector_version=info.version if info else None,
+            legs_guarded=len(self.guard.legs) if self.guard else 0, chunks_scored=self.scoring.scored,
+            chunks_shed=self.scoring.shed, chunks_errored=self.scoring.errors, queue_depth=self.scoring.queued,
+            spool_length=spool, uptime_s=time.monotonic() - self.started_at)
 
 
 async def run_forever(config: Config, stop: asyncio.Event | None = None) -> None:
