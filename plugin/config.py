@@ -124,6 +124,7 @@ class Policy:
         "bonafide": ("annotate",), "suspicious": ("annotate", "warn"), "spoof": ("annotate", "warn")})
     warn_media: str = "sound:beep"
     hangup_grace_s: float = 0.5  # after a warning, wait this long before hanging up (so it is heard)
+    capture: bool = True  # chunks of this policy's calls may be captured for review ([capture], off by default)
 
     def allows(self, verdict: str, action: str) -> bool:
         return action in self.actions.get(verdict, ())
@@ -153,6 +154,7 @@ class Config:
     routes: tuple[Route, ...]
     default_policy: str = "default"
     http: HttpConfig = field(default_factory=HttpConfig)
+    capture: Any = None  # plugin.review.CaptureConfig ([capture] section, parsed there)
 
     def policy_for(self, context: str = "", endpoint: str = "", caller_id: str = "", exten: str = "") -> Policy:
         for route in self.routes:
@@ -260,7 +262,7 @@ def _policy(name: str, raw: Any) -> Policy:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{key}: expected a table")
     known = {"legs", "window", "min_chunks", "warn_media", "hangup_grace_s", "on_bonafide", "on_suspicious",
-             "on_spoof"}
+             "on_spoof", "capture"}
     for k in raw:
         if k not in known:
             raise ConfigError(f"{key}.{k}: unknown key (known: {', '.join(sorted(known))})")
@@ -286,7 +288,8 @@ def _policy(name: str, raw: Any) -> Policy:
     if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace <= 10:
         raise ConfigError(f"{key}.hangup_grace_s: expected seconds between 0 and 10, got {grace!r}")
     return Policy(name=name, legs=legs, window=window, min_chunks=min_chunks, actions=actions,
-                  warn_media=warn_media, hangup_grace_s=float(grace))
+                  warn_media=warn_media, hangup_grace_s=float(grace),
+                  capture=_coerce(f"{key}.capture", raw.get("capture", base.capture), bool))
 
 
 def _check_udp_port(host: str, port: int) -> None:
@@ -307,7 +310,7 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, *
     """Validate a parsed TOML document (plus environment overrides) into a ``Config``."""
     env = os.environ if env is None else env
     for section in raw:
-        if section not in (*_SCALAR_SECTIONS, "policies", "routes", "default_policy"):
+        if section not in (*_SCALAR_SECTIONS, "policies", "routes", "default_policy", "capture"):
             raise ConfigError(f"{section}: unknown section")
     sections = {}
     for name in _SCALAR_SECTIONS:
@@ -411,7 +414,13 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, *
     if check_port:
         _check_udp_port(media.bind_host, media.port)
     return Config(ari=ari, redis=redis, media=media, detector=det, policies=policies, routes=tuple(routes),
-                  default_policy=default_policy, http=http)
+                  default_policy=default_policy, http=http, capture=_capture(raw.get("capture", {}), env))
+
+
+def _capture(raw: Any, env: Mapping[str, str]) -> Any:
+    from plugin.review import parse_capture  # the review store owns its section
+
+    return parse_capture(raw, env)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None, *, check_port: bool = True) -> Config:

@@ -20,6 +20,7 @@ from plugin.bus import Bus, make_message
 from plugin.config import Config, Policy
 from plugin.media import LegTap, MediaEndpoint
 from plugin.policy import LegEvidence
+from plugin.review import Capture
 from plugin.scoring import ChunkJob, DetectorInfo, ScoreResult, ScoringService
 from plugin.telephony import Addr, Call, Leg, TelephonyAdapter
 
@@ -50,6 +51,7 @@ class Guard:
         self.config, self.adapter, self.media, self.scoring, self.bus = config, adapter, media, scoring, bus
         self.legs: dict[str, LegState] = {}
         scoring.on_result = self._on_result
+        self.capture = Capture.from_config(config)  # review store (issue #9); off unless [capture] enabled
 
     @property
     def detector(self) -> DetectorInfo:
@@ -176,6 +178,7 @@ class Guard:
         state.chunk_timings.append({"chunk_index": chunk.index, "start_s": chunk.start_s, "end_s": chunk.end_s,
                                     "score": result.score, **timings})
         evidence = state.evidence.evidence
+        self.capture.offer(self._base(state), chunk, result.score, verdict, evidence, self.detector)  # never raises
         await self.bus.publish(make_message(
             "chunk", chunk_index=chunk.index, chunk_start_s=chunk.start_s, score=result.score,
             verdict=verdict, evidence=None if evidence is None else round(evidence, 6), error=result.error,

@@ -167,7 +167,7 @@ def test_capture_keeps_suspicious_chunks_with_their_lead_up_and_samples_bonafide
     finally:
         cap.close()
 
-    cap, stores = _capture(tmp_path / "b", bonafide_sample=0.25, lookback=0)
+    cap, stores = _capture(tmp_path / "b", bonafide_sample=0.25, lookback=0, queue_size=500)  # no drops
     try:
         got = [cap.offer(_base(f"call{i}"), _chunk(0), 0.1, "bonafide", 0.1, DET) for i in range(400)]
         assert 60 <= got.count("sample") <= 140  # 25 % of 400, seeded
@@ -222,3 +222,66 @@ def test_capture_disabled_does_nothing(tmp_path):
     assert cap.offer(_base(), _chunk(0), 0.99, "spoof", 0.9, DET) is None
     assert cap._thread is None and not (tmp_path / "rv").exists()
     cap.close()
+
+
+def test_config_capture_section_and_per_policy_flag(tmp_path):
+    from plugin.config import parse_config
+
+    raw = {"ari": {"password": "s3cret"}, "media": {"port": 0},
+           "capture": {"enabled": True, "dir": str(tmp_path / "rv"), "max_items": 50},
+           "policies": {"hr": {"capture": False}, "sales": {}}}
+    cfg = parse_config(raw, {})
+    assert cfg.capture.enabled and cfg.capture.max_items == 50 and cfg.capture.bonafide_sample == 0.02
+    assert not cfg.policies["hr"].capture and cfg.policies["sales"].capture
+    assert Capture.from_config(cfg).policy_capture == {"hr": False, "sales": True, "default": True}
+    assert not parse_config({"ari": {"password": "s3cret"}, "media": {"port": 0}}, {}).capture.enabled
+    with pytest.raises(ConfigError, match="policies.hr.capture"):
+        parse_config({**raw, "policies": {"hr": {"capture": "sometimes"}}}, {})
+    with pytest.raises(ConfigError, match="capture.max_items"):
+        parse_config({**raw, "capture": {"max_items": -1}}, {})
+
+
+def test_the_guard_hands_scored_chunks_with_call_metadata_to_capture(tmp_path):
+    import asyncio
+
+    from plugin.config import parse_config
+    from plugin.guard import Guard, LegState
+    from plugin.media import LegTap
+    from plugin.policy import LegEvidence
+    from plugin.scoring import ChunkJob, DetectorInfo, ScoreResult
+    from plugin.telephony import Leg
+
+    class Scoring:
+        info = DetectorInfo(name="gbm", version="gbm-x", warn=0.6, hangup=0.9, eer=0.5)
+        shed = 0
+        on_result = None
+
+    class Bus:
+        async def publish(self, msg):
+            return True
+
+    cfg = parse_config({"ari": {"password": "s3cret"}, "media": {"port": 0},
+                        "capture": {"enabled": True, "dir": str(tmp_path / "rv"), "bonafide_sample": 0.0}}, {})
+    guard = Guard(cfg, None, None, Scoring(), Bus())  # type: ignore[arg-type]
+    leg = Leg(call_id="1700000000.7", leg="caller", channel_id="chan-7", tap_channel_id="snoop", spy="in")
+    policy = cfg.policies["default"]
+    guard.legs[leg.key] = LegState(
+        leg=leg, policy=policy, evidence=LegEvidence(window=3, min_chunks=1, warn=0.6, hangup=0.9),
+        tap=LegTap(key=leg.key, fmt="ulaw", on_chunk=lambda k, c: None),
+        caller={"caller_name": "Eve", "caller_number": "+4930123"})
+
+    async def feed():
+        for i, score in enumerate((0.1, 0.95)):
+            await guard._on_result(ScoreResult(job=ChunkJob(leg=leg.key, chunk=_chunk(i)), score=score, error=None,
+                                               queued_s=0.0, scoring_s=0.0))
+
+    asyncio.run(feed())
+    assert guard.capture.drain()
+    guard.capture.close()
+    with ReviewStore(tmp_path / "rv") as store:
+        items = sorted(store.items(limit=None), key=lambda i: i["chunk_index"])
+    assert [(i["chunk_index"], i["reason"]) for i in items] == [(0, "lookback"), (1, "spoof")]
+    it = items[1]
+    assert (it["call_id"], it["leg"], it["channel_id"], it["caller_number"], it["policy"]) == (
+        "1700000000.7", "caller", "chan-7", "+4930123", "default")
+    assert (it["detector"], it["detector_version"], it["score"]) == ("gbm", "gbm-x", pytest.approx(0.95))
