@@ -292,3 +292,102 @@ def test_redis_down_for_60_s_verdicts_are_spooled_and_delivered_once_in_order(fa
     assert delivered >= len(in_outage) > 0
     assert "Traceback" not in log.text()
     assert os.path.getsize(summary_log) > 0
+
+
+def _workers(pid: int) -> list[int]:
+    """The plugin's detector worker processes (spawned multiprocessing children, not its resource tracker)."""
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            for child in f.read().split():
+                with open(f"/proc/{child}/cmdline", "rb") as c:
+                    if b"spawn_main" in c.read():
+                        out.append(int(child))
+    return out
+
+
+def test_a_killed_detector_worker_and_garbage_on_the_media_port_do_not_break_the_call(fault_lab):
+    import signal
+    import socket
+
+    lab = fault_lab
+    speech = make_bonafide(lab.root / "media" / "speech20.ulaw", seconds=20)
+    log = _Log(lab)
+    proc = start_plugin(lab)
+    dur = audio_seconds(speech) + 0.5
+    call = lab.sipp_call("100", speech, duration_s=dur, index=80, caller_name="worker-crash")
+    try:
+        assert _wait(lambda: any(m["type"] == "chunk" for m in _mine(lab, "worker-crash")), 40), log.text()[-3000:]
+        workers = _workers(proc.pid)
+        assert workers, "no detector worker found"
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        t_kill = time.time()
+        # garbage to the media port, from an address no tap announced
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for i in range(500):
+                s.sendto(os.urandom(12 + i % 300), ("127.0.0.1", lab.ports.media))
+        assert call.wait(dur + 40) == 0 and not call.hung_up_by_pbx, "the call did not go on"
+        assert _wait(lambda: any(m["type"] == "summary" for m in _mine(lab, "worker-crash")), 20)
+        assert proc.poll() is None, "callguard serve died"
+    finally:
+        call.stop()
+        stop_plugin(lab, proc)
+    msgs = _mine(lab, "worker-crash")
+    chunks = [m for m in msgs if m["type"] == "chunk"]
+    errors = [m for m in chunks if m["error"]]
+    after = [m for m in chunks if m["ts"] > t_kill and m["score"] is not None]
+    print(f"\nchunks {len(chunks)}, detection errors {len(errors)} ({[m['error'] for m in errors]}), "
+          f"scored after the worker was killed {len(after)}")
+    assert len(errors) <= 1 and all("died" in m["error"] for m in errors)
+    assert after, "scoring did not come back after the worker died"
+    assert "dropping RTP from unannounced address" in log.text()
+    assert "Traceback" not in log.text()
+
+
+def test_with_redis_and_asterisk_unreachable_at_start_the_plugin_waits_and_then_guards_calls(fault_lab):
+    lab = fault_lab
+    speech = make_bonafide(lab.root / "media" / "speech.ulaw", seconds=12)
+    lab.stop_asterisk()
+    lab.kill_redis()
+    log = _Log(lab)
+    watch = _ReturnWatch(lab)
+    errors: list[BaseException] = []
+
+    def bring_back() -> None:
+        try:
+            assert _wait(lambda: "ARI not reachable yet" in log.text(), 60)
+            lab.start_redis()
+            watch.start()
+            lab.start_asterisk(timeout=90)
+        except BaseException as exc:  # reported by the test thread
+            errors.append(exc)
+
+    helper = threading.Thread(target=bring_back, daemon=True)
+    helper.start()
+    proc = None
+    call = None
+    try:
+        proc = start_plugin(lab, timeout=120)
+        helper.join(100)
+        assert not errors, errors
+        assert _wait(lambda: watch.app_back is not None, 30)
+        reconnect_s = watch.app_back - watch.ari_back
+        text = log.text()
+        print(f"\nARI app registered {reconnect_s:.2f} s after Asterisk answered")
+        assert "Redis not reachable at start" in text and "ARI not reachable yet" in text
+        assert reconnect_s <= 5.0
+        call = lab.sipp_call("100", speech, duration_s=audio_seconds(speech) + 0.5, index=90,
+                             caller_name="late-start")
+        assert call.wait(audio_seconds(speech) + 40) == 0
+        assert _wait(lambda: any(m["type"] == "summary" for m in _mine(lab, "late-start")), 20)
+        assert any(m["type"] == "verdict" for m in _mine(lab, "late-start"))
+        assert proc.poll() is None
+    finally:
+        if call is not None:
+            call.stop()
+        stop_plugin(lab, proc)
+        helper.join(5)
+        watch.stop.set()
+        if lab.redis_pid() is None:
+            lab.start_redis()
