@@ -28,6 +28,9 @@ ENV_PREFIX = "CALLGUARD_"
 class ConfigError(ValueError):
     """One line naming the offending key and the problem."""
 
+    def __init__(self, message: str) -> None:  # keys from the file may hold line breaks: keep it one line
+        super().__init__(" ".join(message.splitlines()))
+
 
 def _mask(value: str) -> str:
     return "***" if value else "''"
@@ -186,7 +189,7 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         try:
             return int(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: inf
             raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
     if kind is str:
         if not isinstance(value, str | int | float) or isinstance(value, bool):
@@ -242,7 +245,7 @@ def _check_file(key: str, path: str) -> None:
 def _check_host(key: str, host: str) -> None:
     try:
         socket.getaddrinfo(host, None)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: NUL, or a label too long for IDNA (UnicodeError)
         raise ConfigError(f"{key}: cannot resolve {host!r}") from None
 
 
@@ -385,7 +388,7 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, *
     if "default" not in policies:
         policies["default"] = Policy(name="default")
     default_policy = raw.get("default_policy", "default")
-    if default_policy not in policies:
+    if not isinstance(default_policy, str) or default_policy not in policies:
         raise ConfigError(f"default_policy: unknown policy {default_policy!r}")
 
     raw_routes = raw.get("routes", [])
@@ -402,12 +405,12 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, *
         pol = body.get("policy")
         if not pol:
             raise ConfigError(f"{key}.policy: missing")
-        if pol not in policies:
+        if not isinstance(pol, str) or pol not in policies:
             raise ConfigError(f"{key}.policy: unknown policy {pol!r} (defined: {', '.join(sorted(policies))})")
         for k in ("context", "endpoint", "caller_id", "exten"):
             try:
                 re.compile(str(body.get(k, "")))
-            except re.error as exc:
+            except (re.error, OverflowError, RecursionError) as exc:  # a{99999999999}, ((((...
                 raise ConfigError(f"{key}.{k}: bad regular expression ({exc})") from None
         routes.append(Route(**{k: str(v) for k, v in body.items()}))
 
@@ -431,6 +434,6 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None, *, check
         raise ConfigError(f"{path}: no such config file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:  # bytes, [[[[...
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     return parse_config(raw, env, check_port=check_port)
