@@ -225,8 +225,7 @@ class AriClient:
                 raise
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 if attempts <= 1 or attempts % 10 == 0:
-                    log.warning("ARI events connection failed (%s); retrying in %.1f s", exc.__class__.__name__,
-                                backoff)
+                    log.warning("ARI events connection failed (%s); retrying in %.1f s", _why(exc), backoff)
             was_up = self._connected.is_set()
             self._connected.clear()
             if self._closing:
@@ -239,6 +238,18 @@ class AriClient:
             self.reconnects += 1
             await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))
             backoff = min(backoff * 2, self._max_backoff)
+
+def _why(exc: BaseException) -> str:
+    """A failed events connection in a few words (never the credentials)."""
+    status = getattr(exc, "status", None)
+    if isinstance(exc, aiohttp.WSServerHandshakeError) and status == 401:
+        return "401: Asterisk refused ari.username / ari.password"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return "TLS: Asterisk's certificate is not trusted (set ari.tls_ca_file)"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "TLS handshake failed (is ari.url https:// on a TLS port?)"
+    return f"{exc.__class__.__name__} {status}" if status else exc.__class__.__name__
+
 
 def _qs(value: Any) -> str:
     if isinstance(value, bool):
