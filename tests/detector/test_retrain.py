@@ -1,0 +1,187 @@
+"""`callguard retrain` end to end on the committed fixture corpus plus synthetic reviewed items: a challenger
+continues the champion, is compared on the frozen eval split and on held-out reviewed calls, and is promoted
+or refused with its metrics logged; rollback restores the previous model byte for byte."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from detector import versions
+from detector.corpus.manifest import COLUMNS
+from detector.gbm import GBMDetector
+from detector.retrain import RetrainSettings, decide, retrain, split_reviewed
+from detector.train_gbm import train_gbm
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "corpus"
+SMALL = {"min_data_in_leaf": 3, "num_leaves": 7, "learning_rate": 0.1}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("corpus")
+    shutil.copytree(FIXTURE, out, dirs_exist_ok=True)  # feature caches land in the copy, not in the repo
+    return out
+
+
+@pytest.fixture(scope="module")
+def champion_dir(corpus, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("champion")
+    train_gbm(corpus, out, out / "run", rounds=30, early_stopping=1000, params=SMALL)
+    shutil.rmtree(out / "run")
+    return out
+
+
+def _robot(seed: int) -> np.ndarray:
+    """A buzzy, perfectly periodic 'voice' no corpus family sounds like."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(16000) / 8000
+    f0 = 110 + 15 * seed % 60
+    x = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 25))
+    x *= 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2
+    return (0.25 * x / np.abs(x).max() + 0.002 * rng.normal(size=16000)).astype(np.float32)
+
+
+def _reviewed(out: Path, calls: dict[str, str], per_call: int = 4, source: Path = FIXTURE) -> Path:
+    """An export-like review directory: each call's chunks are robot audio with the given review label."""
+    (out / "chunks" / "review").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for ci, (call, label) in enumerate(calls.items()):
+        for j in range(per_call):
+            rel = f"chunks/review/{call}-{j}.wav"
+            sf.write(out / rel, _robot(10 * ci + j), 8000, subtype="PCM_16")
+            spoof = label in ("synthetic", "replay")
+            rows.append({"path": rel, "label": "spoof" if spoof else "bonafide",
+                         "attack_type": "unknown" if spoof else "bonafide",
+                         "generator": "live-synthetic" if spoof else "bonafide", "speaker": f"call-{call}",
+                         "group": f"call-{call}", "split": "review", "source": "review", "call_id": call,
+                         "review_label": label, "start_s": 2.0 * j})
+    with (out / "manifest.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS + ["call_id", "review_label"], restval="")
+        w.writeheader()
+        w.writerows(rows)
+    return out
+
+
+def _models(champion_dir: Path, tmp_path: Path) -> Path:
+    models = tmp_path / "models"
+    shutil.copytree(champion_dir, models)
+    return models
+
+
+def test_holdout_is_by_call_and_deterministic():
+    rows = [{"call_id": f"c{i // 3}", "n": i} for i in range(30)]
+    train, held = split_reviewed(rows, 0.3)
+    assert {r["call_id"] for r in train}.isdisjoint({r["call_id"] for r in held})
+    assert held and train and len(train) + len(held) == 30
+    assert split_reviewed(list(reversed(rows)), 0.3)[1] == [r for r in reversed(rows) if r in held]
+    two = [{"call_id": "a"}, {"call_id": "b"}]
+    t, h = split_reviewed(two, 0.99)
+    assert len(t) == 1 and len(h) == 1
+
+
+def test_decision_rule_tolerates_small_eval_losses_only_and_needs_a_held_out_gain():
+    s = RetrainSettings()
+    ev = {"eer": 0.20, "far_hangup": 0.01}
+    held = {"balanced_error": 0.5, "log_loss": 0.7}
+    better = {"balanced_error": 0.25, "log_loss": 0.5}
+    assert decide(ev, {"eer": 0.204, "far_hangup": 0.011}, held, better, s) == (True, [])
+    ok, why = decide(ev, {"eer": 0.21, "far_hangup": 0.01}, held, better, s)
+    assert not ok and "eval EER" in why[0]
+    ok, why = decide(ev, {"eer": 0.2, "far_hangup": 0.02}, held, better, s)
+    assert not ok and "false alarms" in why[0]
+    ok, why = decide(ev, ev, held, {"balanced_error": 0.5, "log_loss": 0.69}, s)
+    assert not ok and "held-out" in why[0]
+    assert decide(ev, ev, held, {"balanced_error": 0.5, "log_loss": 0.6}, s)[0]
+
+
+def test_challenger_is_promoted_logged_and_rolled_back_byte_for_byte(corpus, champion_dir, tmp_path):
+    models = _models(champion_dir, tmp_path)
+    before = {f: (models / f).read_bytes() for f in versions.MODEL_FILES if (models / f).is_file()}
+    review = _reviewed(tmp_path / "review", {f"call{i}": "synthetic" for i in range(6)})
+    champ_scores = GBMDetector.load(models).score([_robot(999)])
+    # eval tolerance opened wide: the fixture's eval split is 19 chunks, one chunk moves its EER by points
+    record = retrain(corpus, review, models, RetrainSettings(rounds=40, early_stopping=20, eer_tolerance=1.0,
+                                                              far_tolerance=1.0))
+    assert record["event"] == "promoted", record["reasons"]
+    held = record["metrics"]["held_out"]
+    assert held["challenger"]["log_loss"] < held["champion"]["log_loss"]
+    assert record["reviewed"]["held_out_calls"] >= 1 and record["reviewed"]["train_calls"] >= 1
+    assert set(record["metrics"]["eval"]["challenger"]) >= {"eer", "far_hangup"}
+    log = versions.read_log(models)
+    assert [e["event"] for e in log] == ["promoted"] and log[0]["metrics"] == json.loads(json.dumps(record["metrics"]))
+    cur = versions.current_version(models)
+    assert cur.name == record["challenger"]
+    # the promoted model is installed at the top level (where `serve` loads it) and scores robots higher
+    assert (models / "gbm.txt").read_bytes() == (cur.path / "gbm.txt").read_bytes()
+    new = GBMDetector.load(models)
+    assert new.version == record["challenger_model"] and new.calibration["retrain"]["parent"] == record["champion"]
+    assert new.score([_robot(999)])[0] > champ_scores[0]
+    listed = versions.list_versions(models)
+    assert [v["current"] for v in listed] == [False, True] and listed[1]["decision"] == "promoted"
+
+    left, restored = versions.rollback(models, reason="test")
+    assert left == record["challenger"] and restored.name == record["champion"]
+    after = {f: (models / f).read_bytes() for f in versions.MODEL_FILES if (models / f).is_file()}
+    assert after == before
+    assert versions.current_version(models).name == record["champion"]
+    assert versions.read_log(models)[-1]["event"] == "rollback"
+    with pytest.raises(versions.VersionError):
+        versions.rollback(models)
+
+
+def test_challenger_worse_on_held_out_calls_is_refused_and_logged(corpus, champion_dir, tmp_path):
+    models = _models(champion_dir, tmp_path)
+    before = (models / "gbm.txt").read_bytes()
+    rows = {f"call{i}": "synthetic" for i in range(8)}
+    # the calls the hold-out picks are labelled the other way: whatever the challenger learns, it gets worse there
+    held = {c for c in rows if c in {r["call_id"] for r in split_reviewed([{"call_id": c} for c in rows], 0.3)[1]}}
+    rows.update({c: "bonafide" for c in held})
+    review = _reviewed(tmp_path / "review", rows)
+    record = retrain(corpus, review, models, RetrainSettings(rounds=40, early_stopping=20, eer_tolerance=1.0,
+                                                              far_tolerance=1.0))
+    assert record["event"] == "refused"
+    assert any("held-out" in r for r in record["reasons"])
+    h = record["metrics"]["held_out"]
+    assert h["challenger"]["log_loss"] > h["champion"]["log_loss"]
+    assert (models / "gbm.txt").read_bytes() == before
+    assert versions.current_version(models).name == record["champion"]
+    assert not (versions.versions_dir(models) / record["challenger"]).exists()  # refused: files deleted
+    assert versions.read_log(models)[-1]["event"] == "refused"
+
+
+def test_challenger_worse_on_eval_than_the_tolerance_is_refused(corpus, champion_dir, tmp_path):
+    models = _models(champion_dir, tmp_path)
+    review = _reviewed(tmp_path / "review", {f"call{i}": "synthetic" for i in range(6)})
+    # a negative tolerance demands an eval gain this tiny corpus cannot give: the eval guard must refuse
+    record = retrain(corpus, review, models, RetrainSettings(rounds=20, early_stopping=10, eer_tolerance=-1.0,
+                                                              keep_refused=True))
+    assert record["event"] == "refused" and any("eval EER" in r for r in record["reasons"])
+    info = json.loads((versions.versions_dir(models) / record["challenger"] / "version.json").read_text())
+    assert info["decision"] == "refused" and "eval" in info["metrics"]
+
+
+def test_reviewed_items_from_one_call_only_are_refused_before_training(corpus, champion_dir, tmp_path):
+    models = _models(champion_dir, tmp_path)
+    review = _reviewed(tmp_path / "review", {"only": "synthetic"})
+    record = retrain(corpus, review, models, RetrainSettings(rounds=5))
+    assert record["event"] == "refused" and record["challenger"] is None
+    assert "two calls" in record["reasons"][0]
+
+
+def test_watch_version_reports_each_promotion_once(champion_dir, tmp_path):
+    models = _models(champion_dir, tmp_path)
+    assert versions.watch_version(models) is None  # not versioned yet
+    first = versions.ensure_versioned(models)
+    seen = versions.watch_version(models)
+    assert seen == first and versions.watch_version(models, seen) is None
+    name = versions.new_version_name(models)
+    shutil.copytree(first.path, versions.versions_dir(models) / name)
+    versions.promote(models, name)
+    assert versions.watch_version(models, seen).name == name
