@@ -1,10 +1,24 @@
-"""Detector workers off the event loop, fed through a bounded queue that sheds load visibly.
+"""Detector workers off the event loop, fed through a bounded, fair queue that sheds load visibly.
 
-A ``ProcessPoolExecutor`` (spawned processes, OMP_NUM_THREADS=1) loads the detector once per worker in
-its initializer. ``submit`` never blocks: when the queue is full the oldest queued chunk of the same leg
-(or, failing that, the oldest chunk overall) is dropped, counted in ``metrics['chunks_shed']`` and logged.
+Two back ends share one front end (``_ScoringBase``: the queue, shedding, result delivery):
+
+* ``ScoringService`` (default, ``[detector] mode = "local"``): a ``ProcessPoolExecutor`` (spawned
+  processes, OMP_NUM_THREADS=1) loads the detector once per worker in its initializer.
+* ``RemoteScoringService`` (``mode = "redis"``): chunks go to a Redis Stream consumed by any number of
+  ``callguard worker`` processes on any machines (``plugin.worker``); results come back on this plugin's
+  own results stream.
+
+The queue (``FairQueue``) holds one FIFO per leg and serves legs round-robin, so a leg that produces many
+chunks never starves the others. ``submit`` never blocks: when the queue is full the OLDEST queued chunk
+of the submitting leg is dropped (a stale chunk goes before a fresh one); a leg with nothing queued takes
+the oldest chunk of the leg holding the most. Every shed chunk is counted (``metrics['chunks_shed']``)
+and logged by a rate-limited line (at most one per ``SHED_LOG_INTERVAL_S``).
+
 Results, including detection errors, go to ``on_result``; an error carries ``score=None`` and is never
-treated as evidence of a spoof.
+treated as evidence of a spoof. A local worker process that dies (crash, OOM kill) takes its in-flight
+chunks with it: the pool is replaced and each such chunk is scored again once; a chunk that was in flight
+when a worker died twice is reported as skipped (``skipped=True``, ``error`` says so, metric
+``chunks_skipped``) instead of being retried forever.
 """
 
 from __future__ import annotations
@@ -16,20 +30,28 @@ import importlib.util
 import logging
 import multiprocessing
 import os
+import secrets
+import socket
 import sys
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from detector.chunking import SpeechChunk
 from plugin import metrics
 
+if TYPE_CHECKING:
+    from plugin.config import Config
+
 log = logging.getLogger(__name__)
+
+SHED_LOG_INTERVAL_S = 5.0
+MAX_ATTEMPTS = 2  # a chunk whose worker died is scored once more, then skipped
 
 
 @dataclass(frozen=True)
@@ -47,6 +69,7 @@ class ChunkJob:
     chunk: SpeechChunk
     enqueued_at: float = field(default_factory=time.monotonic)
     meta: Any = None
+    attempts: int = 0  # times handed to a worker
 
 
 @dataclass
@@ -56,6 +79,8 @@ class ScoreResult:
     error: str | None
     queued_s: float
     scoring_s: float
+    skipped: bool = False  # never scored: its worker died on it (twice), or no worker answered in time
+    worker: str | None = None  # remote mode: the consumer that scored it
 
 
 # ------------------------------------------------------------------------------ worker process side
@@ -94,49 +119,215 @@ def resolve_loader(spec: str) -> Callable[[str, str | None], Any]:
             raise ImportError(f"cannot load {module}")
         mod = importlib.util.module_from_spec(loc)
         sys.modules[loc.name] = mod  # dataclasses and pickling look modules up here
+        if str(os.path.dirname(os.path.abspath(module))) not in sys.path:
+            sys.path.insert(0, os.path.dirname(os.path.abspath(module)))  # its sibling modules
         loc.loader.exec_module(mod)
     else:
         mod = importlib.import_module(module)
     return getattr(mod, func)
 
 
-def _worker_info() -> DetectorInfo:
-    if _DETECTOR is None:
-        raise RuntimeError(_LOAD_ERROR or "detector not loaded")
-    t = _DETECTOR.thresholds
-    return DetectorInfo(name=str(_DETECTOR.name), version=str(_DETECTOR.version), warn=float(t.warn),
+def detector_info(detector: Any) -> DetectorInfo:
+    t = detector.thresholds
+    return DetectorInfo(name=str(detector.name), version=str(detector.version), warn=float(t.warn),
                         hangup=float(t.hangup), eer=float(t.eer))
 
 
-def _score_one(audio: np.ndarray) -> float:
-    if _DETECTOR is None:
-        raise RuntimeError(_LOAD_ERROR or "detector not loaded")
-    scores = np.asarray(_DETECTOR.score([audio]), dtype=np.float64)
+def score_chunk(detector: Any, audio: np.ndarray) -> float:
+    """One chunk's score, checked to be a probability."""
+    scores = np.asarray(detector.score([audio]), dtype=np.float64)
     value = float(scores.reshape(-1)[0])
     if not np.isfinite(value) or not 0.0 <= value <= 1.0:
         raise ValueError(f"detector returned {value!r}, not a probability")
     return value
 
 
+def _worker_info() -> DetectorInfo:
+    if _DETECTOR is None:
+        raise RuntimeError(_LOAD_ERROR or "detector not loaded")
+    return detector_info(_DETECTOR)
+
+
+def _worker_pid() -> int:
+    return os.getpid()
+
+
+def _score_one(audio: np.ndarray) -> float:
+    if _DETECTOR is None:
+        raise RuntimeError(_LOAD_ERROR or "detector not loaded")
+    return score_chunk(_DETECTOR, audio)
+
+
+# ------------------------------------------------------------------------------ the fair queue
+class FairQueue:
+    """Per-leg FIFO queues served round-robin, at most ``size`` chunks in all.
+
+    ``push`` returns the chunk shed to make room (or None): the oldest of the pushing leg when it has
+    any queued, else the oldest of the leg with the most queued (ties: the one whose oldest is oldest).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._legs: OrderedDict[str, deque[ChunkJob]] = OrderedDict()  # rotation order
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def depth(self, leg: str) -> int:
+        q = self._legs.get(leg)
+        return len(q) if q else 0
+
+    def push(self, job: ChunkJob) -> ChunkJob | None:
+        victim = None
+        if self._n >= self.size:
+            own = self._legs.get(job.leg)
+            if own:
+                victim = own.popleft()
+                if not own:
+                    del self._legs[job.leg]
+            else:
+                leg, q = max(self._legs.items(), key=lambda kv: (len(kv[1]), -kv[1][0].enqueued_at))
+                victim = q.popleft()
+                if not q:
+                    del self._legs[leg]
+            self._n -= 1
+        self._legs.setdefault(job.leg, deque()).append(job)
+        self._n += 1
+        return victim
+
+    def push_front(self, job: ChunkJob) -> None:
+        """Put a chunk back at the head of its leg and its leg at the head of the rotation (a retry)."""
+        self._legs.setdefault(job.leg, deque()).appendleft(job)
+        self._legs.move_to_end(job.leg, last=False)
+        self._n += 1
+
+    def pop(self) -> ChunkJob | None:
+        if not self._legs:
+            return None
+        leg, q = next(iter(self._legs.items()))
+        job = q.popleft()
+        if q:
+            self._legs.move_to_end(leg)
+        else:
+            del self._legs[leg]
+        self._n -= 1
+        return job
+
+    def drop_leg(self, leg: str) -> int:
+        q = self._legs.pop(leg, None)
+        n = len(q) if q else 0
+        self._n -= n
+        return n
+
+
+class ShedLog:
+    """Counts shed chunks; logs the first at once, then at most one summary line per ``interval``."""
+
+    def __init__(self, interval: float = SHED_LOG_INTERVAL_S) -> None:
+        self.interval = interval
+        self.total = 0
+        self._since_log = 0
+        self._last_log = float("-inf")
+
+    def shed(self, victim: ChunkJob, why: str) -> None:
+        self.total += 1
+        self._since_log += 1
+        metrics.inc("chunks_shed")
+        now = time.monotonic()
+        if now - self._last_log >= self.interval:
+            log.warning("scoring overloaded (%s): shed %d chunk(s) since the last report, latest chunk %d of "
+                        "leg %s (oldest queued of its leg); %d shed in all", why, self._since_log,
+                        victim.chunk.index, victim.leg, self.total)
+            self._since_log = 0
+            self._last_log = now
+
+
 # ------------------------------------------------------------------------------ event loop side
-class ScoringService:
+class _ScoringBase:
+    """The front end shared by the local and remote back ends: fair queue, shedding, counters, results."""
+
+    def __init__(self, queue_size: int,
+                 on_result: Callable[[ScoreResult], Awaitable[None] | None] | None = None) -> None:
+        self.queue_size = queue_size
+        self.on_result = on_result
+        self._queue = FairQueue(queue_size)
+        self._ready = asyncio.Event()
+        self._shed_log = ShedLog()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.info: DetectorInfo | None = None
+        self.scored = 0
+        self.errors = 0
+        self.skipped = 0
+        self.rescored = 0
+
+    @property
+    def shed(self) -> int:
+        return self._shed_log.total
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        return 0
+
+    def submit(self, job: ChunkJob) -> None:
+        """Queue a chunk for scoring; never blocks. Sheds the oldest chunk of the leg when full."""
+        victim = self._queue.push(job)
+        if victim is not None:
+            self._shed_log.shed(victim, f"queue of {self.queue_size} full")
+        self._ready.set()
+
+    def drop_leg(self, leg: str) -> int:
+        """Forget queued chunks of a leg that ended."""
+        return self._queue.drop_leg(leg)
+
+    async def _next_job(self) -> ChunkJob:
+        while True:
+            job = self._queue.pop()
+            if job is not None:
+                return job
+            self._ready.clear()
+            await self._ready.wait()
+
+    async def _deliver(self, result: ScoreResult) -> None:
+        if result.score is not None:
+            self.scored += 1
+        else:
+            self.errors += 1
+        if self.on_result is None:
+            return
+        try:
+            res = self.on_result(result)
+            if asyncio.iscoroutine(res):
+                await res
+        except Exception:
+            log.exception("scoring result handler failed")
+
+    async def _cancel_tasks(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks = []
+
+
+class ScoringService(_ScoringBase):
+    """Local back end: a pool of detector processes on this machine."""
+
     def __init__(self, name: str, models_dir: str, *, workers: int = 1, queue_size: int = 16,
                  loader: str = "detector.scoring:load_detector",
                  on_result: Callable[[ScoreResult], Awaitable[None] | None] | None = None,
                  executor: Executor | None = None) -> None:
+        super().__init__(queue_size, on_result)
         self.name, self.models_dir, self.loader = name, models_dir, loader
         self.workers = workers
-        self.queue_size = queue_size
-        self.on_result = on_result
         self._executor = executor
         self._own_executor = executor is None
-        self._queue: deque[ChunkJob] = deque()
-        self._ready = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self.info: DetectorInfo | None = None
-        self.shed = 0
-        self.scored = 0
-        self.errors = 0
+        self.pool_restarts = 0
 
     async def start(self, timeout: float = 120.0) -> DetectorInfo:
         loop = asyncio.get_running_loop()
@@ -148,28 +339,29 @@ class ScoringService:
                  self.info.version, self.workers, self.info.warn, self.info.hangup)
         return self.info
 
+    def worker_pids(self) -> list[int]:
+        """Process ids of the pool's live worker processes (benchmarks and crash tests)."""
+        procs = getattr(self._executor, "_processes", None) or {}
+        return [p.pid for p in procs.values() if p.is_alive()] if isinstance(procs, dict) else []
+
     def _new_pool(self) -> Executor:
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_worker, initargs=(self.loader, self.name, self.models_dir))
 
-    def _restart_pool(self) -> None:
-        """A worker died (crash, OOM kill): replace the pool; chunks in flight are reported as errors."""
-        if not self._own_executor:
+    def _restart_pool(self, broken: Executor | None) -> None:
+        """A worker died (crash, OOM kill): replace the pool, once per broken pool (several in-flight chunks
+        report the same death)."""
+        if not self._own_executor or broken is not self._executor:
             return
+        self.pool_restarts += 1
         metrics.inc("detector_pool_restarts")
-        log.error("a detector worker process died: restarting the pool")
-        old = self._executor
+        log.error("a detector worker process died: restarting the pool (restart %d)", self.pool_restarts)
         self._executor = self._new_pool()
-        if old is not None:
-            old.shutdown(wait=False, cancel_futures=True)
+        if broken is not None:
+            broken.shutdown(wait=False, cancel_futures=True)
 
     async def close(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._tasks = []
+        await self._cancel_tasks()
         if self._executor is not None and self._own_executor:
             ex, self._executor = self._executor, None
             try:  # wait for the workers to exit, off the event loop
@@ -177,59 +369,288 @@ class ScoringService:
             except (TimeoutError, RuntimeError):
                 log.warning("detector workers did not stop within 10 s")
 
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
-
-    def submit(self, job: ChunkJob) -> None:
-        """Queue a chunk for scoring; never blocks. Sheds the oldest chunk when full."""
-        if len(self._queue) >= self.queue_size:
-            victim = next((j for j in self._queue if j.leg == job.leg), self._queue[0])
-            self._queue.remove(victim)
-            self.shed += 1
-            metrics.inc("chunks_shed")
-            log.warning("scoring queue full (%d): shed chunk %d of leg %s (%d shed so far)", self.queue_size,
-                        victim.chunk.index, victim.leg, self.shed)
-        self._queue.append(job)
-        self._ready.set()
-
-    def drop_leg(self, leg: str) -> int:
-        """Forget queued chunks of a leg that ended."""
-        before = len(self._queue)
-        self._queue = deque(j for j in self._queue if j.leg != leg)
-        return before - len(self._queue)
-
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            while not self._queue:
-                self._ready.clear()
-                await self._ready.wait()
-            job = self._queue.popleft()
+            job = await self._next_job()
             started = time.monotonic()
             score: float | None = None
             error: str | None = None
+            skipped = False
+            executor = self._executor
+            job.attempts += 1
             try:
-                score = await loop.run_in_executor(self._executor, _score_one, job.chunk.audio)
-                self.scored += 1
+                score = await loop.run_in_executor(executor, _score_one, job.chunk.audio)
             except asyncio.CancelledError:
                 raise
-            except BrokenExecutor as exc:
-                error = f"{exc.__class__.__name__}: worker process died"
-                self.errors += 1
+            except BrokenExecutor:
+                self._restart_pool(executor)
+                if job.attempts < MAX_ATTEMPTS:
+                    self.rescored += 1
+                    metrics.inc("chunks_rescored")
+                    log.warning("chunk %d of leg %s was in flight when its worker died: scoring it again",
+                                job.chunk.index, job.leg)
+                    self._queue.push_front(job)
+                    self._ready.set()
+                    continue
+                error = f"worker process died on this chunk {job.attempts} times; chunk skipped"
+                skipped = True
+                self.skipped += 1
+                metrics.inc("chunks_skipped")
                 metrics.inc("detector_errors")
-                self._restart_pool()
+                log.error("chunk %d of leg %s skipped: %s", job.chunk.index, job.leg, error)
             except Exception as exc:
                 error = f"{exc.__class__.__name__}: {exc}"
-                self.errors += 1
                 metrics.inc("detector_errors")
                 log.warning("detector failed on chunk %d of leg %s: %s", job.chunk.index, job.leg, error)
-            result = ScoreResult(job=job, score=score, error=error, queued_s=started - job.enqueued_at,
-                                 scoring_s=time.monotonic() - started)
-            if self.on_result is not None:
-                try:
-                    res = self.on_result(result)
-                    if asyncio.iscoroutine(res):
-                        await res
-                except Exception:
-                    log.exception("scoring result handler failed")
+            await self._deliver(ScoreResult(job=job, score=score, error=error, queued_s=started - job.enqueued_at,
+                                            scoring_s=time.monotonic() - started, skipped=skipped))
+
+
+# ------------------------------------------------------------------------------ remote (Redis Streams)
+def encode_pcm16(audio: np.ndarray) -> bytes:
+    """Chunk audio (float32, int16 / 32768 on the live path) as little-endian int16: exact, half the size."""
+    return np.clip(np.rint(np.asarray(audio, np.float64) * 32768.0), -32768, 32767).astype("<i2").tobytes()
+
+
+def decode_pcm16(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
+
+
+def info_key(stream: str) -> str:
+    """Hash where workers announce the detector they serve (name, version, thresholds)."""
+    return f"{stream}:detector"
+
+
+@dataclass
+class _InFlight:
+    job: ChunkJob
+    sent_at: float  # monotonic
+    started: float  # monotonic, when popped from the queue
+    result: ScoreResult | None = None
+
+
+class RemoteScoringService(_ScoringBase):
+    """Remote back end: chunks to a Redis Stream, scored by ``callguard worker`` processes anywhere.
+
+    At most ``max_pending`` chunks of this plugin are in the stream unanswered; the rest wait in the fair
+    queue, which sheds oldest-first per leg when it is full (back-pressure). Each chunk carries a unique id
+    and the name of this plugin's results stream; a result for an unknown id (a chunk scored twice after
+    a worker was presumed dead, or one that timed out) is counted and ignored, so results are delivered at
+    most once. Results of one leg are delivered in the order its chunks were sent; a chunk without a
+    result after ``result_timeout_s`` is reported as skipped.
+    """
+
+    def __init__(self, name: str, *, redis_url: str, password: str = "", tls: Any = None,
+                 stream: str = "callguard:chunks", results_prefix: str = "callguard:results",
+                 queue_size: int = 16, max_pending: int = 64, result_timeout_s: float = 15.0,
+                 stream_maxlen: int = 100_000,
+                 on_result: Callable[[ScoreResult], Awaitable[None] | None] | None = None) -> None:
+        super().__init__(queue_size, on_result)
+        from plugin.redis_conn import make_redis
+
+        self.name = name
+        self.stream, self.max_pending, self.result_timeout_s = stream, max_pending, result_timeout_s
+        self.stream_maxlen = stream_maxlen
+        self.producer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        self.results = f"{results_prefix}:{self.producer}"
+        self.redis = make_redis(redis_url, password, tls, decode_responses=False, socket_timeout=5.0,
+                                socket_connect_timeout=2.0)
+        self._reader = make_redis(redis_url, password, tls, decode_responses=False, socket_timeout=None,
+                                  socket_connect_timeout=2.0)
+        self._seq = 0
+        self._inflight: dict[str, _InFlight] = {}
+        self._order: dict[str, deque[str]] = {}  # leg -> ids in send order
+        self._room = asyncio.Event()
+        self.duplicate_results = 0
+        self.timeouts = 0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    async def start(self, timeout: float = 120.0) -> DetectorInfo:
+        deadline = time.monotonic() + timeout
+        warned = False
+        while True:
+            raw = await self.redis.hgetall(info_key(self.stream))
+            if raw:
+                d = {k.decode(): v.decode() for k, v in raw.items()}
+                self.info = DetectorInfo(name=d["name"], version=d["version"], warn=float(d["warn"]),
+                                         hangup=float(d["hangup"]), eer=float(d["eer"]))
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no scoring worker announced a detector on {self.stream!r} within "
+                                   f"{timeout:.0f} s (start `callguard worker`)")
+            if not warned:
+                log.warning("waiting for a scoring worker on Redis stream %r", self.stream)
+                warned = True
+            await asyncio.sleep(0.2)
+        if self.info.name != self.name:
+            raise RuntimeError(f"workers on {self.stream!r} serve detector {self.info.name!r}, configured "
+                               f"{self.name!r}")
+        self._room.set()
+        self._tasks = [asyncio.create_task(self._pump(), name="scoring-pump"),
+                       asyncio.create_task(self._read_results(), name="scoring-results"),
+                       asyncio.create_task(self._expire(), name="scoring-expire")]
+        log.info("detector %s %s served by remote workers on stream %r (results on %r, at most %d pending)",
+                 self.info.name, self.info.version, self.stream, self.results, self.max_pending)
+        return self.info
+
+    async def close(self) -> None:
+        await self._cancel_tasks()
+        with contextlib.suppress(Exception):
+            await self.redis.delete(self.results)
+        for client in (self.redis, self._reader):
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    def drop_leg(self, leg: str) -> int:
+        n = super().drop_leg(leg)
+        for cid in self._order.pop(leg, ()):
+            self._inflight.pop(cid, None)
+        self._room.set()
+        return n
+
+    async def _pump(self) -> None:
+        """Queue -> chunk stream, keeping at most ``max_pending`` of this plugin's chunks unanswered."""
+        while True:
+            while len(self._inflight) >= self.max_pending:  # back-pressure: chunks wait (and shed) here
+                self._room.clear()
+                await self._room.wait()
+            job = await self._next_job()
+            batch = [job]
+            while len(self._inflight) + len(batch) < self.max_pending:
+                nxt = self._queue.pop()
+                if nxt is None:
+                    break
+                batch.append(nxt)
+            now = time.monotonic()
+            pipe = self.redis.pipeline(transaction=False)
+            ids = []
+            for j in batch:
+                self._seq += 1
+                cid = f"{self.producer}/{self._seq}"
+                j.attempts += 1
+                ids.append(cid)
+                self._inflight[cid] = _InFlight(job=j, sent_at=now, started=now)
+                self._order.setdefault(j.leg, deque()).append(cid)
+                pipe.xadd(self.stream, {
+                    "id": cid, "reply": self.results, "leg": j.leg, "index": str(j.chunk.index),
+                    "start_s": repr(j.chunk.start_s), "end_s": repr(j.chunk.end_s), "rate": str(j.chunk.rate),
+                    "pcm16": encode_pcm16(j.chunk.audio)}, maxlen=self.stream_maxlen, approximate=True)
+            try:
+                await pipe.execute()
+            except Exception as exc:  # Redis down: these chunks fail open as errors
+                log.warning("cannot send %d chunk(s) to the scoring stream: %s", len(batch), exc)
+                metrics.inc("detector_errors", len(batch))
+                for cid in ids:
+                    ent = self._inflight.get(cid)
+                    if ent is not None:
+                        ent.result = ScoreResult(job=ent.job, score=None, error=f"Redis: {exc.__class__.__name__}",
+                                                 queued_s=ent.started - ent.job.enqueued_at, scoring_s=0.0,
+                                                 skipped=True)
+                await self._flush_legs({self._inflight[c].job.leg for c in ids if c in self._inflight})
+                await asyncio.sleep(0.5)
+
+    async def _read_results(self) -> None:
+        last = b"0-0"
+        while True:
+            try:
+                reply = await self._reader.xread({self.results: last}, count=256, block=1000)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("reading results stream %s failed: %s", self.results, exc)
+                await asyncio.sleep(0.5)
+                continue
+            if not reply:
+                continue
+            entries = reply[0][1]
+            legs: set[str] = set()
+            for entry_id, fields in entries:
+                last = entry_id
+                leg = self._take_result(fields)
+                if leg is not None:
+                    legs.add(leg)
+            with contextlib.suppress(Exception):
+                await self.redis.xdel(self.results, *[e[0] for e in entries])
+            await self._flush_legs(legs)
+
+    def _take_result(self, fields: dict[bytes, bytes]) -> str | None:
+        cid = fields.get(b"id", b"").decode()
+        ent = self._inflight.get(cid)
+        if ent is None or ent.result is not None:
+            self.duplicate_results += 1
+            metrics.inc("remote_results_ignored")
+            return None
+        raw_score = fields.get(b"score", b"").decode()
+        error = fields.get(b"error", b"").decode() or None
+        score = float(raw_score) if raw_score else None
+        if score is not None and not 0.0 <= score <= 1.0:
+            score, error = None, f"worker returned {raw_score!r}, not a probability"
+        if error:
+            metrics.inc("detector_errors")
+        skipped = fields.get(b"skipped", b"") == b"1"
+        if skipped:
+            self.skipped += 1
+            metrics.inc("chunks_skipped")
+        ent.result = ScoreResult(job=ent.job, score=score, error=error, queued_s=ent.started - ent.job.enqueued_at,
+                                 scoring_s=time.monotonic() - ent.sent_at, skipped=skipped,
+                                 worker=fields.get(b"worker", b"").decode() or None)
+        return ent.job.leg
+
+    async def _flush_legs(self, legs: set[str]) -> None:
+        """Deliver each leg's results in send order, as far as they are complete."""
+        for leg in legs:
+            order = self._order.get(leg)
+            while order:
+                cid = order[0]
+                ent = self._inflight.get(cid)
+                if ent is None:  # dropped
+                    order.popleft()
+                    continue
+                if ent.result is None:
+                    break
+                order.popleft()
+                del self._inflight[cid]
+                await self._deliver(ent.result)
+            if order is not None and not order:
+                self._order.pop(leg, None)
+        self._room.set()
+
+    async def _expire(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self.result_timeout_s / 4))
+            now = time.monotonic()
+            legs = set()
+            for ent in list(self._inflight.values()):
+                if ent.result is None and now - ent.sent_at > self.result_timeout_s:
+                    self.timeouts += 1
+                    self.skipped += 1
+                    metrics.inc("chunks_skipped")
+                    metrics.inc("remote_timeouts")
+                    log.warning("chunk %d of leg %s: no worker result within %.0f s; chunk skipped",
+                                ent.job.chunk.index, ent.job.leg, self.result_timeout_s)
+                    ent.result = ScoreResult(job=ent.job, score=None,
+                                             error=f"no worker result within {self.result_timeout_s:g} s; "
+                                                   "chunk skipped", queued_s=ent.started - ent.job.enqueued_at,
+                                             scoring_s=now - ent.sent_at, skipped=True)
+                    legs.add(ent.job.leg)
+            if legs:
+                await self._flush_legs(legs)
+
+
+def make_scoring(config: Config) -> _ScoringBase:
+    """The scoring back end ``config.detector.mode`` asks for: local processes or remote workers."""
+    det = config.detector
+    if getattr(det, "mode", "local") == "redis":
+        from plugin.redis_conn import RedisTls
+
+        r = config.redis
+        return RemoteScoringService(det.name, redis_url=r.url, password=r.password, tls=RedisTls.from_config(r),
+                                    stream=det.stream, results_prefix=det.results_prefix,
+                                    queue_size=det.queue_size, max_pending=det.max_pending,
+                                    result_timeout_s=det.result_timeout_ms / 1000)
+    return ScoringService(det.name, det.models_dir, workers=det.workers, queue_size=det.queue_size,
+                          loader=det.loader)
