@@ -68,7 +68,9 @@ def describe_error(exc: BaseException) -> str:
     """One line naming what went wrong talking to Redis; never contains the password."""
     chain = _causes(exc)
     text = " ".join(str(e) for e in chain)
-    if "NOAUTH" in text or "Authentication required" in text:
+    if "NOAUTH" in text or "Authentication required" in text or "already authenticated" in text:
+        # redis-py 6+ opens with HELLO; a server with requirepass answers "HELLO must be called with the
+        # client already authenticated" when no password was sent
         return "authentication required: the server has a password; set redis.password or CALLGUARD_REDIS_PASSWORD"
     if any(isinstance(e, AuthenticationError) for e in chain) or "WRONGPASS" in text:
         if "without any password configured" in text or "no password is set" in text:
