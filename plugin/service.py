@@ -48,8 +48,7 @@ class Service:
         self.reactor: Reactor | None = None
 
     async def start(self) -> None:
-        if self.http is not None:  # first, so /health answers (503) while the detector loads
-            await self.http.start()
+        await self._start_http()  # first, so /health answers (503) while the detector loads
         m = self.config.media
         host, port = await self.media.start(m.bind_host, m.port)
         log.info("media endpoint on udp %s:%d (%s)", host, port, m.format)
@@ -82,6 +81,16 @@ class Service:
         self.media.close()
 
     # ------------------------------------------------------------------ status for /health and /metrics
+    async def _start_http(self) -> None:
+        """Start the HTTP endpoint; failing to (port taken) is logged, not fatal: guarding calls matters more."""
+        if self.http is None:
+            return
+        try:
+            await self.http.start()
+        except RuntimeError as exc:
+            log.error("%s: /health and /metrics are not served; calls are still guarded (set http.port, or "
+                      "http.enabled = false)", exc)
+
     async def _check_redis(self) -> str | None:
         problem = await redis_conn.check(self.bus.redis, timeout=1.5)
         self._redis_state = (time.monotonic(), problem is None, problem)

@@ -203,3 +203,19 @@ def test_a_short_token_is_refused_without_echoing_it():
     with pytest.raises(ConfigError) as err:
         parse_config({"ari": {"password": "x"}, "http": {"token": short}}, env={}, check_port=False)
     assert "http.token: too short" in str(err.value) and short not in str(err.value)
+
+
+def test_the_service_keeps_going_when_its_http_port_is_taken(caplog):
+    from plugin.service import Service
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        cfg = parse_config({"ari": {"password": "x"}, "http": {"port": port, "token": TOKEN}}, env={},
+                           check_port=False)
+        service = Service(cfg)
+        asyncio.run(service._start_http())
+    assert service.http is not None and service.http.address is None
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(f"cannot listen on 127.0.0.1:{port} (port in use)" in e and "still guarded" in e for e in errors)
