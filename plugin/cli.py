@@ -22,6 +22,9 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("bench", "bench.cli", "measure per-chunk cost and capacity"),
     ("serve", "plugin.commands.serve", "guard live calls on Asterisk over ARI"),
     ("lab", "plugin.commands.lab", "run a private Asterisk + Redis + plugin lab; `lab demo` places real calls"),
+    ("review", "plugin.commands.review", "list, label and export chunks captured from live calls"),
+    ("retrain", "plugin.commands.retrain", "train a challenger GBM with reviewed chunks; promote it if better"),
+    ("models", "detector.commands.models", "list model versions, roll back a promotion"),
 ]
 
 
