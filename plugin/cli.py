@@ -21,6 +21,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("eval", "detector.commands.evaluate", "evaluate detectors on a corpus split, write a report"),
     ("bench", "bench.cli", "measure per-chunk cost and capacity"),
     ("serve", "plugin.commands.serve", "guard live calls on Asterisk over ARI"),
+    ("worker", "plugin.commands.worker", "score chunks from the Redis chunk stream (remote scoring workers)"),
     ("lab", "plugin.commands.lab", "run a private Asterisk + Redis + plugin lab; `lab demo` places real calls"),
     ("review", "plugin.commands.review", "list, label and export chunks captured from live calls"),
     ("retrain", "plugin.commands.retrain", "train a challenger GBM with reviewed chunks; promote it if better"),

@@ -113,6 +113,14 @@ class DetectorConfig:
     workers: int = 1
     queue_size: int = 16
     loader: str = "detector.scoring:load_detector"  # advanced: "module:function(name, models_dir)"
+    # scale-out: "local" (process pool here) or "redis" (chunks on a Redis Stream for `callguard worker`)
+    mode: str = "local"
+    stream: str = "callguard:chunks"  # the chunk stream (redis mode); workers read it as consumer group
+    group: str = "callguard-workers"
+    results_prefix: str = "callguard:results"  # each plugin reads results on <prefix>:<its id>
+    max_pending: int = 64  # chunks of this plugin in the stream unanswered; beyond it the queue sheds
+    result_timeout_ms: int = 15000  # no result by then: the chunk is reported skipped
+    claim_idle_ms: int = 5000  # workers claim chunks of a dead worker pending this long (XAUTOCLAIM)
 
 
 @dataclass(frozen=True)
@@ -371,6 +379,14 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, *
         raise ConfigError(f"detector.models_dir: no such directory {det.models_dir!r}")
     if ":" not in det.loader:
         raise ConfigError(f"detector.loader: expected 'module:function', got {det.loader!r}")
+    if det.mode not in ("local", "redis"):
+        raise ConfigError(f"detector.mode: expected 'local' or 'redis', got {det.mode!r}")
+    for k in ("max_pending", "result_timeout_ms", "claim_idle_ms"):
+        if getattr(det, k) < 1:
+            raise ConfigError(f"detector.{k}: must be >= 1, got {getattr(det, k)}")
+    if det.mode == "redis" and det.result_timeout_ms <= det.claim_idle_ms:
+        raise ConfigError("detector.result_timeout_ms: must exceed detector.claim_idle_ms (a dead worker's "
+                          "chunk is claimed by another after claim_idle_ms)")
     if not 0 <= http.port <= 65535:
         raise ConfigError(f"http.port: out of range: {http.port}")
     if http.enabled:

@@ -486,9 +486,9 @@ class RemoteScoringService(_ScoringBase):
                 log.warning("waiting for a scoring worker on Redis stream %r", self.stream)
                 warned = True
             await asyncio.sleep(0.2)
-        if self.info.name != self.name:
-            raise RuntimeError(f"workers on {self.stream!r} serve detector {self.info.name!r}, configured "
-                               f"{self.name!r}")
+        served = d.get("requested", self.info.name)  # the [detector] name the workers were started with
+        if served != self.name:
+            raise RuntimeError(f"workers on {self.stream!r} serve detector {served!r}, configured {self.name!r}")
         self._room.set()
         self._tasks = [asyncio.create_task(self._pump(), name="scoring-pump"),
                        asyncio.create_task(self._read_results(), name="scoring-results"),

@@ -19,7 +19,7 @@ from plugin.media import MediaEndpoint
 from plugin.metrics import ServiceStatus
 from plugin.reactions import Reactor
 from plugin.redis_conn import RedisTls
-from plugin.scoring import ScoringService
+from plugin.scoring import make_scoring
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,7 @@ class Service:
         self.config = config
         self.started_at = time.monotonic()
         self.media = MediaEndpoint()
-        det = config.detector
-        self.scoring = ScoringService(det.name, det.models_dir, workers=det.workers, queue_size=det.queue_size,
-                                      loader=det.loader)
+        self.scoring = make_scoring(config)  # local process pool, or remote workers ([detector] mode = "redis")
         r = config.redis
         self.redis_tls = RedisTls.from_config(r)
         self.bus = Bus(r.url, r.password, r.channel, r.stream, r.stream_maxlen, r.spool_path, r.spool_max_bytes,
