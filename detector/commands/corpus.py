@@ -22,6 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--skip", default="", help="comma-separated generator families to leave out")
     b.add_argument("--packages-dir", default=None,
                    help="folder of unpacked extra packages (default data/packages; env CALLGUARD_PACKAGES_DIR)")
+    b.add_argument("--train-vocoders", action="store_true",
+                   help="first train the neural vocoder families whose weights are missing (needs the train "
+                        "extra; about 14 minutes each), so that one command builds the whole corpus on a clean "
+                        "machine")
     b.set_defaults(func=run_build)
     r = sub.add_parser("report", help="summarise a built corpus")
     r.add_argument("--out", default=DEFAULT_OUT, help=f"corpus directory (default {DEFAULT_OUT})")
@@ -44,12 +48,33 @@ def run_build(args: argparse.Namespace) -> int:
     from detector.corpus.build import build, summary_text
 
     skip = tuple(s.strip() for s in args.skip.split(",") if s.strip())
+    if args.train_vocoders and _train_missing_vocoders(args.seed, skip) != 0:
+        return 1
     info = build(Path(args.out), seed=args.seed, size=args.size, workers=args.workers, skip=skip,
                  packages_dir=Path(args.packages_dir) if args.packages_dir else None)
     print(summary_text(info))
     if info["chunks"] == 0:
         logging.getLogger("callguard.corpus").error("the build produced no chunks")
         return 1
+    return 0
+
+
+def _train_missing_vocoders(seed: int, skip: tuple[str, ...]) -> int:
+    from detector.corpus.neural_vocoders import FAMILIES, vocoders_dir, weights_path
+
+    missing = [f for f in FAMILIES if f not in skip and not weights_path(f).is_file()]
+    if not missing:
+        return 0
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        print("callguard corpus build --train-vocoders needs torch: run ./setup --train", file=sys.stderr)
+        return 1
+    from detector.corpus.neural_vocoders.train import train
+
+    for fam in missing:
+        logging.getLogger("callguard.corpus").info("training the missing neural vocoder %s first", fam)
+        train(fam, vocoders_dir(), seed=seed)
     return 0
 
 
