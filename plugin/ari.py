@@ -154,6 +154,19 @@ class AriClient:
         finally:
             self._waiters = [(p, f) for p, f in self._waiters if f is not fut]
 
+    async def _on_text(self, data: str) -> None:
+        """One text message from the events websocket: a JSON object is dispatched; anything else (not JSON,
+        nested too deep for the parser, an array or a number) is logged and dropped, never raised."""
+        try:
+            event = json.loads(data)
+        except (ValueError, RecursionError):
+            log.warning("ARI sent a non-JSON event (%d characters)", len(data))
+            return
+        if not isinstance(event, dict):
+            log.warning("ARI sent a JSON %s instead of an event object", type(event).__name__)
+            return
+        await self._dispatch(event)
+
     async def _dispatch(self, event: Event) -> None:
         keep = []
         for pred, fut in self._waiters:
@@ -174,7 +187,7 @@ class AriClient:
                 if asyncio.iscoroutine(res):
                     await res
             except Exception:
-                log.exception("ARI event handler failed on %s", event.get("type"))
+                log.exception("ARI event handler failed on %.80s", event.get("type"))
 
     async def _run_callback(self, cb: Callable[[], Awaitable[None]]) -> None:
         try:
@@ -213,12 +226,7 @@ class AriClient:
                         task.add_done_callback(self._cb_tasks.discard)
                     async for msg in ws:
                         if msg.type == aiohttp.WSMsgType.TEXT:
-                            try:
-                                event = json.loads(msg.data)
-                            except ValueError:
-                                log.warning("ARI sent a non-JSON event")
-                                continue
-                            await self._dispatch(event)
+                            await self._on_text(msg.data)
                         elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
                             break
             except asyncio.CancelledError:

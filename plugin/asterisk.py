@@ -207,22 +207,30 @@ class AsteriskAdapter:
     # ------------------------------------------------------------------ events
     async def _on_event(self, ev: Event) -> None:
         kind = ev.get("type")
+        ch = ev.get("channel")
+        cid = ch.get("id") if isinstance(ch, dict) else None
+        if not isinstance(cid, str) or not cid:  # malformed (or a channel-less event, e.g. a playback's)
+            cid = None
         if kind == "StasisStart":
-            ch = ev["channel"]
-            if ch["id"].startswith((TAP_PREFIX, CALL_PREFIX)):
+            if cid is None:
+                log.warning("ignoring a StasisStart event without a channel id")
+                return
+            if cid.startswith((TAP_PREFIX, CALL_PREFIX)):
                 return  # our own snoop / external media / originated callee channels
             args = ev.get("args") or []
-            mode = args[0] if args else ""
+            usable = isinstance(args, list) and all(isinstance(a, str) for a in args)
+            mode = args[0] if usable and args else ""
             if mode == "dial" and len(args) >= 2:
                 self._spawn(self._bridge_call(ch, args[1:]))
             elif mode == "tap":
                 self._spawn(self._dial_call(ch))
             else:
-                log.warning("channel %s entered Stasis with args %r; expected 'dial,<target>' or 'tap': "
+                log.warning("channel %.80s entered Stasis with args %.200r; expected 'dial,<target>' or 'tap': "
                             "sending it back to the dialplan", ch.get("name"), args)
-                self._spawn(self._continue(ch["id"]))
+                self._spawn(self._continue(cid))
         elif kind in ("StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"):
-            cid = ev.get("channel", {}).get("id", "")
+            if cid is None:
+                return
             call = self.by_channel.get(cid)
             if call is None or call.ended:
                 return
@@ -232,14 +240,21 @@ class AsteriskAdapter:
             self._spawn(self._end_call(call, f"{'caller' if cid == call.caller_channel else 'callee'} "
                                              f"{reason}".strip()))
         elif kind in ("PlaybackStarted", "PlaybackFinished"):
-            pb = ev.get("playback", {})
+            pb = ev.get("playback")
+            if not isinstance(pb, dict):
+                return
             for rec in self.playbacks:
                 if rec["id"] == pb.get("id"):
                     rec["started" if kind == "PlaybackStarted" else "finished"] = time.time()
             if kind == "PlaybackFinished":
                 target = pb.get("target_uri", "")
-                if target.startswith(f"channel:{TAP_PREFIX}w-"):
-                    self._spawn(self.ari.delete(f"/channels/{target.split(':', 1)[1]}"))
+                if isinstance(target, str) and target.startswith(f"channel:{TAP_PREFIX}w-"):
+                    self._spawn(self._delete_quietly(f"/channels/{target.split(':', 1)[1]}"))
+
+    async def _delete_quietly(self, path: str) -> None:
+        """Best-effort clean-up from an event handler: a refused DELETE is not an error worth a traceback."""
+        with contextlib.suppress(AriError, OSError):
+            await self.ari.delete(path)
 
     async def _continue(self, channel_id: str) -> None:
         with contextlib.suppress(AriError):
@@ -252,7 +267,8 @@ class AsteriskAdapter:
         self.calls[call_id] = call
         self.by_channel[call_id] = call
         target = args[0]
-        timeout = int(args[1]) if len(args) > 1 and args[1].isdigit() else 30
+        # isdecimal, not isdigit: int('\u00b2') fails; at most 6 digits: int() refuses 5000 of them
+        timeout = int(args[1]) if len(args) > 1 and args[1].isdecimal() and len(args[1]) <= 6 else 30
         callee_id = f"{CALL_PREFIX}{_safe(call_id)}-b"
         bridge_id = f"{CALL_PREFIX}{_safe(call_id)}"
         call.callee_channel = callee_id
@@ -261,7 +277,7 @@ class AsteriskAdapter:
                                    and e["channel"]["id"] == callee_id)
         gone = self.ari.expect(lambda e: e.get("type") == "ChannelDestroyed" and e["channel"]["id"] == callee_id)
         try:
-            caller = ch.get("caller", {})
+            caller = ch.get("caller") if isinstance(ch.get("caller"), dict) else {}
             # the caller hears ringing (180) until the other party answers; only then is it answered
             await asyncio.gather(
                 self.ari.post(f"/channels/{call_id}/ring"),
@@ -481,7 +497,10 @@ def global_suffix(channel_id: str) -> str:
 
 
 def _info(ch: Event) -> CallInfo:
-    dp = ch.get("dialplan") or {}
-    return CallInfo(context=dp.get("context", ""), endpoint=endpoint_of(ch.get("name", "")),
-                    caller_id=(ch.get("caller") or {}).get("number", ""), exten=dp.get("exten", ""),
-                    caller_name=(ch.get("caller") or {}).get("name", ""))
+    def text(obj: Any, key: str) -> str:  # a missing or wrongly typed field is empty, never an error
+        value = obj.get(key, "") if isinstance(obj, dict) else ""
+        return value if isinstance(value, str) else ""
+
+    dp, caller = ch.get("dialplan"), ch.get("caller")
+    return CallInfo(context=text(dp, "context"), endpoint=endpoint_of(text(ch, "name")),
+                    caller_id=text(caller, "number"), exten=text(dp, "exten"), caller_name=text(caller, "name"))
