@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from plugin import metrics
 from plugin.redis_conn import RedisTls, make_redis
@@ -162,6 +162,7 @@ class Bus:
         self.producer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
         self.producers_key = f"{stream}:producers"
         self._seq = 0
+        self._scripts = True  # False once Redis refused EVAL (ACL, disabled scripting): plain XADD + PUBLISH
         self._lock = asyncio.Lock()
         self._drain_task: asyncio.Task[None] | None = None
 
@@ -196,9 +197,26 @@ class Bus:
         if not stamp:  # spooled by an older version: no identity, deliver as is
             stamp = self._stamp(body)["_bus"]
         producer, seq = stamp
-        added = await self.redis.eval(DELIVER_LUA, 2, self.stream, self.producers_key, producer, int(seq),
-                                      self.stream_maxlen, self.channel, data, body["type"], body["id"],
-                                      PRODUCERS_TTL_S)
+        added: Any = None
+        if self._scripts:
+            try:
+                added = await self.redis.eval(DELIVER_LUA, 2, self.stream, self.producers_key, producer, int(seq),
+                                              self.stream_maxlen, self.channel, data, body["type"], body["id"],
+                                              PRODUCERS_TTL_S)
+            except ResponseError as exc:
+                refused = isinstance(exc, NoPermissionError) or "unknown command" in str(exc).lower()
+                if not refused:
+                    raise
+                self._scripts = False
+                log.warning("Redis refuses the delivery script (%s): delivering without the duplicate check, "
+                            "a retry may then appear twice in the stream", exc)
+        if added is None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.publish(self.channel, data)
+                pipe.xadd(self.stream, {"msg": data, "type": body["type"], "id": body["id"]},
+                          maxlen=self.stream_maxlen, approximate=True)
+                await pipe.execute()
+            added = 1
         if int(added):
             self.published += 1
         else:

@@ -75,3 +75,26 @@ def test_a_spool_left_by_a_crashed_plugin_is_delivered_once_in_order_by_the_next
     assert [m["chunk_index"] for m in got] == list(range(7))
     assert len({m["id"] for m in got}) == 7 and skipped == 2
     assert not spool.exists()
+
+
+def test_a_redis_user_not_allowed_to_run_scripts_still_gets_every_message(tmp_path, private_redis):
+    import redis as sync_redis
+
+    lab = private_redis
+    admin = sync_redis.Redis(port=lab.ports.redis, password=lab.redis_password)
+    admin.execute_command("ACL", "SETUSER", "noscripts", "on", ">pw2", "~*", "&*", "+@all", "-@scripting")
+    admin.close()
+
+    async def scenario():
+        bus = Bus(f"redis://noscripts@127.0.0.1:{lab.ports.redis}/0", "pw2", "cg:t", "cg:t:log", 1000,
+                  tmp_path / "spool.jsonl", 1_000_000)
+        await bus.start()
+        delivered = [await bus.publish(chunk_msg(i)) for i in range(3)]
+        got = await _stream(bus)
+        scripts = bus._scripts
+        await bus.close()
+        return delivered, got, scripts
+
+    delivered, got, scripts = asyncio.run(scenario())
+    assert delivered == [True] * 3 and not scripts
+    assert [m["chunk_index"] for m in got] == [0, 1, 2]
