@@ -1,25 +1,66 @@
-"""`callguard bench`: print the per-chunk, per-packet and per-leg costs as JSON and as a table."""
+"""`callguard bench [load|workers]`: costs per chunk/packet/leg; live-path load; remote worker throughput.
+
+Each prints JSON and a table.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="measure CPU cost per chunk/packet and memory per leg")
+    p = sub.add_parser("bench", help="measure CPU cost per chunk/packet and memory per leg; `bench load`: "
+                                     "N concurrent RTP streams through the live path; `bench workers`: remote "
+                                     "worker throughput")
     p.add_argument("--chunks", type=int, default=100)
     p.add_argument("--models-dir", type=Path, default=None)
     p.add_argument("--json", action="store_true", help="JSON only")
     p.set_defaults(func=run)
+    what = p.add_subparsers(dest="bench_what", metavar="{load,workers}")
+    load = what.add_parser("load", help="N concurrent G.711 RTP streams of real speech through the real "
+                                        "media/guard/scoring/bus path (the PBX side faked)")
+    load.add_argument("--legs", type=int, default=100, help="concurrent streams (guarded legs)")
+    load.add_argument("--seconds", type=float, default=30.0, help="how long the streams run")
+    load.add_argument("--detector", choices=("gbm", "wavlm", "fused"), default="gbm")
+    load.add_argument("--workers", type=int, default=1, help="local scoring processes")
+    load.add_argument("--queue-size", type=int, default=None, help="scoring queue bound (default max(16, legs/4))")
+    load.add_argument("--find-max", action="store_true",
+                      help="step the leg count 25, 50, 100, 200, 300, ... and report the highest sustained")
+    load.add_argument("--memory-legs", type=int, default=100, help="legs for the tracemalloc measurement")
+    load.add_argument("--models-dir", type=Path, default=None)
+    load.add_argument("--loader", default=None, help=argparse.SUPPRESS)
+    load.add_argument("--json", action="store_true", help="JSON only")
+    load.set_defaults(func=run_load_cmd)
+    wk = what.add_parser("workers", help="chunk throughput with 1 and 2 remote `callguard worker` processes")
+    wk.add_argument("--chunks", type=int, default=400)
+    wk.add_argument("--detector", choices=("gbm", "wavlm", "fused"), default="gbm")
+    wk.add_argument("--max-pending", type=int, default=32)
+    wk.add_argument("--models-dir", type=Path, default=None)
+    wk.add_argument("--loader", default=None, help=argparse.SUPPRESS)
+    wk.add_argument("--json", action="store_true", help="JSON only")
+    wk.set_defaults(func=run_workers_cmd)
 
 
-def run(args: argparse.Namespace) -> int:
+def _one_thread() -> None:
     import os
 
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"  # one core: must be set before numpy/lightgbm load their thread pools
+
+
+def _table(rows: list[tuple[str, Any]]) -> None:
+    print(f"\n{'measure':45s} {'value':>14s}")
+    for k, v in rows:
+        shown = f"{v:14.3f}" if isinstance(v, float) else f"{v!s:>14}"
+        print(f"{k:45s} {shown}")
+
+
+def run(args: argparse.Namespace) -> int:
+    _one_thread()
     from bench.chunk_cost import bench_chunk_cost, bench_leg_memory, bench_packet_cost
 
     results: dict[str, dict] = {
@@ -35,9 +76,61 @@ def run(args: argparse.Namespace) -> int:
         results["wavlm"] = {"error": str(exc)}
     print(json.dumps(results, indent=1))
     if not args.json:
-        print(f"\n{'measure':45s} {'value':>12s}")
-        for section, values in results.items():
-            for k, v in values.items():
-                shown = f"{v:12.3f}" if isinstance(v, float) else f"{v!s:>12}"
-                print(f"{section + '.' + k:45s} {shown}")
+        _table([(f"{section}.{k}", v) for section, values in results.items() for k, v in values.items()])
     return 0
+
+
+_LOAD_COLUMNS = ("legs", "kept_up", "chunks_per_s", "chunks_shed", "packets_lost_pct", "packets_late_gt_60ms",
+                 "event_loop_lag_p99_ms", "queue_depth_max", "verdict_latency_p50_ms", "verdict_latency_p95_ms",
+                 "verdict_latency_p99_ms", "cpu_cores_total", "rss_per_leg_kb")
+
+
+def _load_row(r: dict[str, Any]) -> str:
+    return " ".join(f"{str(r.get(c)):>{max(len(c), 6)}s}" for c in _LOAD_COLUMNS)
+
+
+def run_load_cmd(args: argparse.Namespace) -> int:
+    _one_thread()
+    from bench.load import find_max, leg_memory, run_load
+
+    kw = {"workers": args.workers, "queue_size": args.queue_size,
+          "models_dir": str(args.models_dir) if args.models_dir else None, "loader": args.loader}
+
+    def progress(r: dict[str, Any]) -> None:
+        print(f"  {r['legs']} legs: {'kept up' if r['kept_up'] else 'did not keep up: ' + '; '.join(r['why_not'])}",
+              file=sys.stderr)
+
+    if args.find_max:
+        out = find_max(args.seconds, args.detector, log=progress, **kw)
+        runs = out["runs"]
+    else:
+        out = run_load(args.legs, args.seconds, args.detector, **kw)
+        runs = [out]
+    out = {"load": out, "memory": leg_memory(args.memory_legs)}
+    print(json.dumps(out, indent=1))
+    if not args.json:
+        print("\n" + " ".join(f"{c:>{max(len(c), 6)}s}" for c in _LOAD_COLUMNS))
+        for r in runs:
+            print(_load_row(r))
+        if args.find_max:
+            print(f"\nhighest leg count sustained in real time ({args.detector}): {out['load']['max_legs_sustained']}")
+        per_leg = out["memory"]["tracemalloc_bytes_per_leg"] / 1024
+        print(f"tracemalloc of the per-leg objects: {per_leg:.1f} KiB per leg")
+    return 0
+
+
+def run_workers_cmd(args: argparse.Namespace) -> int:
+    _one_thread()
+    from bench.workers import bench_workers
+
+    out = bench_workers(args.chunks, args.detector, max_pending=args.max_pending,
+                        models_dir=str(args.models_dir) if args.models_dir else None, loader=args.loader)
+    print(json.dumps(out, indent=1))
+    if not args.json and "runs" in out:
+        print(f"\n{'workers':>8s} {'chunks/s':>10s} {'wall s':>8s} {'worker cpu cores':>17s}  by worker")
+        for r in out["runs"]:
+            print(f"{r['workers']:>8d} {r['chunks_per_s']:>10.1f} {r['wall_s']:>8.2f} {r['worker_cpu_cores']:>17.2f}  "
+                  f"{r['by_worker']}")
+        if "speedup_2_vs_1" in out:
+            print(f"speed-up with 2 workers: x{out['speedup_2_vs_1']}")
+    return 0 if "runs" in out else 1
