@@ -112,7 +112,7 @@ def _setup() -> tuple[RefusingAri, AsteriskAdapter, Events, list[BaseException]]
 
 
 @pytest.mark.fuzz
-@fuzz_settings(150, weight=0.5)
+@fuzz_settings(50, weight=0.5)
 @given(evs=st.lists(events, max_size=8))
 def test_adapter_survives_malformed_events_and_leaves_no_state_behind(evs):
     async def main() -> None:
@@ -155,7 +155,7 @@ texts = st.one_of(
 
 
 @pytest.mark.fuzz
-@fuzz_settings(150, weight=0.5)
+@fuzz_settings(50, weight=0.5)
 @given(text=texts)
 def test_client_dispatches_only_json_objects_and_keeps_working(text):
     async def main() -> None:

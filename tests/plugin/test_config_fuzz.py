@@ -108,7 +108,7 @@ def _check_outcome(fn, passwords: list[str]) -> Config | None:
 
 
 @pytest.mark.fuzz
-@fuzz_settings(150, weight=0.5)
+@fuzz_settings(50, weight=0.5)
 @given(doc=documents())
 def test_any_document_and_environment_gives_a_config_or_one_line_config_error(doc):
     raw, env, passwords = doc
@@ -150,7 +150,7 @@ fragments = st.one_of(
 
 
 @pytest.mark.fuzz
-@fuzz_settings(150, weight=0.25)
+@fuzz_settings(30, weight=0.25)
 @given(lines=st.lists(fragments, max_size=12), raw_bytes=st.one_of(st.none(), st.binary(max_size=200)))
 def test_any_config_file_gives_a_config_or_one_line_config_error(tmp_path, lines, raw_bytes):
     path = tmp_path / "callguard.toml"

@@ -26,7 +26,7 @@ FRAME = 160  # 20 ms at 8 kHz
 
 
 @pytest.mark.fuzz
-@fuzz_settings(300, weight=1.0)
+@fuzz_settings(100, weight=1.0)
 @given(payload=st.binary(max_size=2000), law=st.sampled_from(["ulaw", "alaw"]))
 def test_any_g711_bytes_decode_to_one_finite_sample_in_range_per_byte(payload, law):
     x = to_float(g711_decode(payload, law))
@@ -37,7 +37,7 @@ def test_any_g711_bytes_decode_to_one_finite_sample_in_range_per_byte(payload, l
 
 
 @pytest.mark.fuzz
-@fuzz_settings(50, weight=0.05)
+@fuzz_settings(20, weight=0.05)
 @given(payload=st.binary(max_size=2000), suffix=st.sampled_from([".ulaw", ".alaw", ".pcmu", ".al"]))
 def test_raw_g711_files_load_one_sample_per_byte_or_are_rejected_as_empty(tmp_path, payload, suffix):
     path = tmp_path / f"x{suffix}"
@@ -70,7 +70,7 @@ def _rtp(seq: int, ts: int, payload: bytes, pt: int, ssrc: int = 7) -> bytes:
 
 
 @pytest.mark.fuzz
-@fuzz_settings(100, weight=0.1)
+@fuzz_settings(30, weight=0.1)
 @given(fmt=st.sampled_from(["ulaw", "slin16"]), payloads=st.lists(st.binary(max_size=700), max_size=25))
 def test_in_order_payloads_of_any_length_decode_to_exactly_the_reference_samples(fmt, payloads):
     """Odd-length L16 payloads lose their last byte, a payload with no whole sample is counted as malformed,
@@ -147,7 +147,7 @@ def hostile_datagrams(draw) -> tuple[str, int, list[bytes]]:
 
 
 @pytest.mark.fuzz
-@fuzz_settings(100, weight=0.1)
+@fuzz_settings(30, weight=0.1)
 @given(case=hostile_datagrams())
 def test_leg_tap_survives_hostile_datagrams_with_finite_audio_and_bounded_buffers(case):
     fmt, window, dgrams = case

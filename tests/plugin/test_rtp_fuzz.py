@@ -49,7 +49,7 @@ def _check_packet(data: bytes, p: RtpPacket | None) -> None:
 
 
 @pytest.mark.fuzz
-@fuzz_settings(300, weight=1.0)
+@fuzz_settings(100, weight=1.0)
 @given(data=st.binary(max_size=1600))
 def test_random_datagrams_parse_to_in_range_packets_or_none(data):
     _check_packet(data, parse_rtp(data))
@@ -74,7 +74,7 @@ def rtp_like(draw) -> bytes:
 
 
 @pytest.mark.fuzz
-@fuzz_settings(300, weight=1.0)
+@fuzz_settings(100, weight=1.0)
 @given(data=rtp_like())
 def test_version2_headers_with_random_lengths_parse_consistently(data):
     _check_packet(data, parse_rtp(data))
@@ -114,7 +114,7 @@ def hostile_stream(draw) -> list[tuple[int, int, int]]:
 
 
 @pytest.mark.fuzz
-@fuzz_settings(200, weight=0.5)
+@fuzz_settings(50, weight=0.5)
 @given(stream=hostile_stream(), window=st.integers(0, 50))
 def test_hostile_sequence_streams_keep_the_reorder_buffer_bounded(stream, window):
     buf = ReorderBuffer(window=window)
