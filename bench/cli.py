@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     load.add_argument("--seconds", type=float, default=30.0, help="how long the streams run")
     load.add_argument("--detector", choices=("gbm", "wavlm", "fused"), default="gbm")
     load.add_argument("--workers", type=int, default=1, help="local scoring processes")
-    load.add_argument("--queue-size", type=int, default=None, help="scoring queue bound (default max(16, legs/4))")
+    load.add_argument("--queue-size", type=int, default=None, help="scoring queue bound (default max(16, legs/2))")
     load.add_argument("--find-max", action="store_true",
                       help="step the leg count 25, 50, 100, 200, 300, ... and report the highest sustained")
     load.add_argument("--memory-legs", type=int, default=100, help="legs for the tracemalloc measurement")

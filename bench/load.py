@@ -7,7 +7,8 @@ redis-server is not installed; the result says which). Only the PBX side is fake
 "announces" each stream's UDP source address as that leg's tap, as Asterisk's ExternalMedia would.
 
 The streams come from a separate sender process: one UDP socket per leg on 127.0.0.1, a 20 ms u-law packet
-per leg every 20 ms (legs spread over four 5 ms phases of each tick), audio looped from the speech files of
+per leg every 20 ms (legs spread over four 5 ms phases of each tick; leg i starts i/N of 2 s into the run, as
+calls in progress do, so their chunk boundaries are not all at the same instant), audio looped from the speech files of
 ``tests/fixtures/corpus`` (each leg starts at a different place). The run is bounded (``legs`` streams,
 ``seconds`` long) and stops by itself.
 
@@ -46,6 +47,7 @@ CORPUS = ROOT / "tests" / "fixtures" / "corpus" / "chunks"
 PTIME = 0.02
 PHASES = 4  # legs are spread over this many sub-ticks of each 20 ms tick
 GAP_S = 0.3  # silence between corpus files (a pause between phrases)
+STAGGER_S = 2.0  # legs start spread over one chunk period
 LATE_S = 0.06  # a packet handled this long after it was sent is "late" (3 packets: the reorder window)
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -83,6 +85,9 @@ def _sender(conn: Any, legs: int, seconds: float, audio: bytes) -> None:
     start = [(i * 7919) % frames for i in range(legs)]  # each leg at its own place in the speech
     hdr = struct.Struct("!BBHII")
     per_phase = math.ceil(legs / PHASES)
+    # calls are in progress, not all started at the same instant: leg i joins at its own point of the first
+    # chunk period (2 s), so the legs' chunk boundaries are spread as on a real PBX
+    first_tick = [int(i * STAGGER_S / PTIME / legs) for i in range(legs)]
     sent = late = 0
     worst = 0.0
     for k in range(n_ticks):
@@ -96,6 +101,8 @@ def _sender(conn: Any, legs: int, seconds: float, audio: bytes) -> None:
                 if -delay > 0.01:
                     late += min(per_phase, legs - ph * per_phase)
             for i in range(ph * per_phase, min(legs, (ph + 1) * per_phase)):
+                if k < first_tick[i]:
+                    continue
                 f = (start[i] + k) % frames
                 pkt = hdr.pack(0x80, 0, k & 0xFFFF, (k * 160) & 0xFFFFFFFF, i + 1) + audio[f * 160: f * 160 + 160]
                 try:
@@ -456,7 +463,7 @@ def run_load(legs: int, seconds: float, detector: str = "gbm", *, workers: int =
         if not parent.poll(60):
             raise RuntimeError("the sender process did not start")
         addrs = parent.recv()
-        cfg = _config(detector, workers, queue_size or max(16, legs // 4), models_dir, loader, target, Path(tmp.name))
+        cfg = _config(detector, workers, queue_size or max(16, legs // 2), models_dir, loader, target, Path(tmp.name))
         return asyncio.run(_run_async(legs, seconds, cfg, target, parent, addrs, sender.pid or 0))
     finally:
         sender.join(5)
