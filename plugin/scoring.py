@@ -333,7 +333,11 @@ class ScoringService(_ScoringBase):
         loop = asyncio.get_running_loop()
         if self._executor is None:
             self._executor = self._new_pool()
-        self.info = await asyncio.wait_for(loop.run_in_executor(self._executor, _worker_info), timeout)
+        # one call per worker at once: the pool starts (and loads the detector in) every process now, not
+        # lazily on the first busy moment, when a model load would stall scoring for a second or more
+        infos = await asyncio.wait_for(asyncio.gather(*(loop.run_in_executor(self._executor, _worker_info)
+                                                        for _ in range(self.workers))), timeout)
+        self.info = infos[0]
         self._tasks = [asyncio.create_task(self._run(), name=f"scoring-{i}") for i in range(self.workers)]
         log.info("detector %s %s ready in %d worker(s): warn=%.3f hangup=%.3f", self.info.name,
                  self.info.version, self.workers, self.info.warn, self.info.hangup)

@@ -81,3 +81,14 @@ def test_a_chunk_that_kills_its_worker_every_time_is_skipped_not_retried_forever
     assert "skipped" in results[0].error and results[0].job.attempts == 2
     assert results[1].score == 0.95  # the leg is still scored after two pool restarts
     assert skipped == 1 and svc.pool_restarts == 2
+
+
+def test_every_worker_process_is_started_with_its_detector_at_start():
+    async def main():
+        svc = ScoringService("gbm", "", workers=2, queue_size=8, loader=f"{HERE / 'fakedet.py'}:load")
+        await svc.start()
+        pids = svc.worker_pids()
+        await svc.close()
+        return pids
+
+    assert len(asyncio.run(main())) == 2
