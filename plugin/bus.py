@@ -24,6 +24,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,10 @@ class Bus:
         self._scripts = True  # False once Redis refused EVAL (ACL, disabled scripting): plain XADD + PUBLISH
         self._lock = asyncio.Lock()
         self._drain_task: asyncio.Task[None] | None = None
+        # called with each message that could not be delivered now (spooled): the local reactor acts on
+        # it at once, so a Redis outage does not silence warnings and hang-ups of this process's calls
+        self.on_undelivered: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+        self._local: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         try:
@@ -238,7 +243,11 @@ class Bus:
                                 self.spool.path)
             if self.spool.append(msg):
                 self.spooled += 1
-            return False
+        if self.on_undelivered is not None:
+            task = asyncio.create_task(self.on_undelivered(msg))
+            self._local.add(task)
+            task.add_done_callback(self._local.discard)
+        return False
 
     def write_summary_line(self, msg: dict[str, Any]) -> None:
         if self.summary_log is None:

@@ -7,7 +7,8 @@
   per verdict level, when the policy has ``warn``;
 - ``spoof`` hangs up, only when the local policy (looked up by name, never taken from the message) has
   ``hangup`` for spoof.
-Errors are logged and never lead to a hang-up.
+Errors are logged and never lead to a hang-up. Messages the bus could not deliver (Redis away) reach
+``handle`` directly from the local bus; their later delivery through Redis is ignored by message id.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class Reactor:
                 log.warning("verdict bus subscription lost (%s); retrying in %.1f s", exc.__class__.__name__,
                             backoff)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, 2.0)
 
     async def handle(self, msg: dict[str, Any]) -> None:
         try:

@@ -61,6 +61,7 @@ class Service:
         self.guard = Guard(self.config, self.adapter, self.media, self.scoring, self.bus)
         self.reactor = Reactor(r.url, r.password, r.channel, self.adapter, self.config.policies,
                                tls=self.redis_tls)
+        self.bus.on_undelivered = self.reactor.handle  # react locally while Redis is away
         await self.reactor.start()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.reactor.subscribed.wait(), 5)

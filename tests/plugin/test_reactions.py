@@ -87,3 +87,31 @@ def test_unknown_calls_unknown_policies_and_repeated_messages_are_ignored():
 
 def test_chunk_messages_only_annotate():
     assert react(RecordingAdapter(), msg("spoof", kind="chunk")) == ["annotate"]
+
+
+def test_while_redis_is_away_the_local_reactor_still_warns_and_hangs_up_and_ignores_the_later_delivery(tmp_path):
+    from plugin.bus import Bus
+    from plugin.lab import free_port
+
+    adapter = RecordingAdapter()
+    seen_before_redis: list[str] = []
+
+    async def main() -> None:
+        url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens: every publish is spooled
+        reactor = Reactor(url, "", "ch", adapter, {"guard": GUARD})
+        bus = Bus(url, "", "ch", "log", 100, tmp_path / "spool.jsonl", 1_000_000, retry_s=60)
+        bus.on_undelivered = reactor.handle
+        m = msg("spoof")
+        assert await bus.publish(dict(m)) is False
+        for _ in range(100):
+            if "hangup" in [w for w, _ in adapter.calls]:
+                break
+            await asyncio.sleep(0.01)
+        seen_before_redis.extend(w for w, _ in adapter.calls)
+        await reactor.handle(dict(m))  # the same message arriving later through Redis
+        await bus.close()
+        await reactor.redis.aclose()
+
+    asyncio.run(main())
+    assert seen_before_redis == ["annotate", "warn", "hangup"]
+    assert [w for w, _ in adapter.calls] == ["annotate", "warn", "hangup"]  # not twice
