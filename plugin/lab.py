@@ -176,6 +176,7 @@ class Lab:
             f'summary_log = "{self.log_dir / "callguard-summary.jsonl"}"\n\n'
             f'[media]\nbind_host = "127.0.0.1"\nport = {self.ports.media}\nformat = "{media_format}"\n\n'
             f"[detector]\n{det}\n"
+            "[http]\nport = 0  # any free port, so that several labs never clash\n\n"
         )
         cfg += policies if policies is not None else DEFAULT_LAB_POLICIES
         self.plugin_config.write_text(cfg)
