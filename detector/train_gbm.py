@@ -65,6 +65,7 @@ def model_card(cal: dict, train: list[dict], dev: list[dict]) -> str:
         return ", ".join(f"{k} ({v})" for k, v in sorted(c.items()))
 
     t = cal["thresholds"]
+    pooled = cal.get("calibrated_on", "dev") != "dev"
     return "\n".join([
         f"# Model card: GBM detector `{cal['version']}`", "",
         "LightGBM over hand-crafted features of 2-second, 8 kHz speech chunks (`detector/features.py`, schema "
@@ -74,15 +75,17 @@ def model_card(cal: dict, train: list[dict], dev: list[dict]) -> str:
         f"- train: {cal['train']['n_bonafide']} bona fide chunks, {cal['train']['n_spoof']} spoof chunks",
         f"- bona fide speakers (train): {counts([r for r in train if r['label'] == 'bonafide'], 'speaker')}",
         f"- generator families (train): {counts(train, 'generator')}",
-        f"- dev (early stopping and calibration only): {cal['dev']['n_bonafide']} bona fide, "
-        f"{cal['dev']['n_spoof']} spoof; families {counts(dev, 'generator')}",
+        (f"- train and dev pooled ({counts(dev, 'generator')} are dev families); no early stopping, "
+         f"{cal['best_iteration']} rounds" if pooled else
+         f"- dev (early stopping and calibration only): {cal['dev']['n_bonafide']} bona fide, "
+         f"{cal['dev']['n_spoof']} spoof; families {counts(dev, 'generator')}"),
         f"- corpus manifest sha256 `{cal['corpus_manifest_sha256'][:16]}…`", "",
         "Weights: each class weighs the same; within a class each speaker group (bona fide) or generator family "
         "(spoof) weighs the same.", "",
-        "## Calibration (dev split)", "",
-        f"- dev EER {100 * cal['dev']['eer']:.2f} %, accuracy at the EER threshold "
+        f"## Calibration ({cal.get('calibrated_on', 'dev')})", "",
+        f"- EER {100 * cal['dev']['eer']:.2f} %, accuracy at the EER threshold "
         f"{100 * cal['dev']['accuracy_at_eer_threshold']:.2f} %, best round {cal['best_iteration']}",
-        f"- thresholds: EER {t['eer']:.4f}; warn (1 % dev bona fide false alarms) {t['far_1pct']:.4f}; "
+        f"- thresholds: EER {t['eer']:.4f}; warn (1 % bona fide false alarms) {t['far_1pct']:.4f}; "
         f"hangup (0.1 %) {t['far_0_1pct']:.4f}", "",
         "## Evaluation", "",
         "See `models/reports/eval/report.md` (unseen speakers and generator families) and "
@@ -112,12 +115,21 @@ class _Checkpoint:
 
 def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500, seed: int = 7,
               checkpoint_every: int = 50, early_stopping: int = 100, params: dict | None = None,
-              callbacks: list | None = None) -> dict:
+              callbacks: list | None = None, pooled: bool = False, oof_folds: int = 5) -> dict:
+    """Train, calibrate and save the GBM.
+
+    Default: fit on train, early-stop and calibrate on dev. ``pooled``: fit on train and dev together for
+    exactly ``rounds`` rounds and calibrate on out-of-fold scores (``detector.oof``), so that more voices
+    and families are learnt from and the thresholds rest on every pooled speaker, each scored by a model
+    that never heard it.
+    """
     import lightgbm as lgb
 
     from detector.corpus.manifest import load_train_dev
 
     train, dev = load_train_dev(corpus_dir)
+    if pooled:
+        train = train + dev
     x_train, x_dev = corpus_features(corpus_dir, train), corpus_features(corpus_dir, dev)
     y_train = np.array([r["label"] != "bonafide" for r in train], dtype=np.int32)
     y_dev = np.array([r["label"] != "bonafide" for r in dev], dtype=np.int32)
@@ -130,7 +142,8 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = run_dir / "gbm.ckpt.txt"
     state_path = run_dir / "gbm.state.json"
-    data_key = hashlib.sha256(json.dumps([len(train), len(dev), p], sort_keys=True, default=str).encode()).hexdigest()
+    data_key = hashlib.sha256(json.dumps([len(train), len(dev), pooled, p], sort_keys=True,
+                                         default=str).encode()).hexdigest()
     init_model, done_rounds = None, 0
     if ckpt.is_file() and state_path.is_file() and json.loads(state_path.read_text()).get("key") == data_key:
         init_model = lgb.Booster(model_file=str(ckpt))
@@ -145,15 +158,23 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
             res = {f"{d}:{m}": round(float(v), 4) for d, m, v, _ in env.evaluation_result_list}  # type: ignore[attr-defined]
             print(f"\rtrain gbm: round {it}/{rounds} {res}", end="", file=sys.stderr, flush=True)
 
+    stopping = [] if pooled else [lgb.early_stopping(early_stopping, first_metric_only=True, verbose=False)]
     booster = lgb.train(p, dtrain, num_boost_round=remaining, valid_sets=[ddev], valid_names=["dev"],
                         init_model=init_model, keep_training_booster=True,
-                        callbacks=[lgb.early_stopping(early_stopping, first_metric_only=True, verbose=False),
-                                   _Checkpoint(ckpt, checkpoint_every), progress, *(callbacks or [])])
+                        callbacks=[*stopping, _Checkpoint(ckpt, checkpoint_every), progress, *(callbacks or [])])
     print(file=sys.stderr)
     best = booster.best_iteration or booster.current_iteration()
-    dev_scores = booster.predict(x_dev, num_iteration=best)
-    thresholds = calibrate(y_dev, dev_scores)
-    dev_rates = rates_at(y_dev, dev_scores, thresholds["eer"])
+    if pooled:
+        from detector.oof import oof_scores
+
+        cal_y = y_train
+        cal_scores = oof_scores(x_train, y_train, train, p, best, n_folds=oof_folds)
+        scored = ~np.isnan(cal_scores)
+        cal_y, cal_scores = cal_y[scored], cal_scores[scored]
+    else:
+        cal_y, cal_scores = y_dev, booster.predict(x_dev, num_iteration=best)
+    thresholds = calibrate(cal_y, cal_scores)
+    dev_rates = rates_at(cal_y, cal_scores, thresholds["eer"])
 
     out_dir.mkdir(parents=True, exist_ok=True)
     booster.save_model(str(out_dir / MODEL_FILE), num_iteration=best)
@@ -163,8 +184,10 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
         "version": version, "feature_schema": FEATURE_SCHEMA_VERSION, "feature_names": names,
         "best_iteration": best, "params": p, "resumed_from_round": done_rounds,
         "thresholds": {k: thresholds[k] for k in ("eer", "far_1pct", "far_0_1pct")},
+        "calibrated_on": f"out-of-fold scores of train+dev ({oof_folds} folds by speaker and family)" if pooled
+        else "dev",
         "dev": {"eer": thresholds["dev_eer"], "accuracy_at_eer_threshold": dev_rates["accuracy"],
-                "n_bonafide": int((y_dev == 0).sum()), "n_spoof": int((y_dev == 1).sum())},
+                "n_bonafide": int((cal_y == 0).sum()), "n_spoof": int((cal_y == 1).sum())},
         "train": {"n_bonafide": int((y_train == 0).sum()), "n_spoof": int((y_train == 1).sum()),
                   "speakers": sorted({r["speaker"] for r in train if r["label"] == "bonafide"}),
                   "generators": sorted({r["generator"] for r in train if r["label"] != "bonafide"})},

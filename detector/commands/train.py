@@ -17,6 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--run-dir", type=Path, default=Path("runs/gbm"), help="checkpoints (resume on rerun)")
     g.add_argument("--rounds", type=int, default=1500)
     g.add_argument("--seed", type=int, default=7)
+    g.add_argument("--pooled", action="store_true",
+                   help="fit on train+dev for exactly --rounds rounds; thresholds from out-of-fold scores")
+    g.add_argument("--oof-folds", type=int, default=5, help="folds for the out-of-fold calibration (--pooled)")
     g.set_defaults(func=_train_gbm)
 
     w = kinds.add_parser("wavlm", help="WavLM classifier (needs ./setup --train); exports wavlm.onnx",
@@ -49,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _train_gbm(args: argparse.Namespace) -> int:
     from detector.train_gbm import train_gbm
 
-    train_gbm(args.corpus, args.out, args.run_dir, rounds=args.rounds, seed=args.seed)
+    train_gbm(args.corpus, args.out, args.run_dir, rounds=args.rounds, seed=args.seed, pooled=args.pooled,
+              oof_folds=args.oof_folds)
     return 0
 
 

@@ -55,3 +55,24 @@ def test_interrupted_training_resumes_from_its_checkpoint(tiny_corpus, tmp_path)
     saved = json.loads((tmp_path / "models" / "gbm.calibration.json").read_text())
     assert saved["best_iteration"] == 60
     assert not (tmp_path / "run" / "gbm.ckpt.txt").exists()
+
+
+def test_pooled_training_calibrates_on_out_of_fold_scores_of_unheard_voices(tiny_corpus, tmp_path):
+    from detector.corpus.manifest import load_train_dev
+    from detector.oof import fold_ids, train_mask
+
+    train, dev = load_train_dev(tiny_corpus)
+    rows = train + dev
+    folds = fold_ids(rows, 3)
+    for k in range(3):
+        fit = train_mask(rows, folds, k)
+        held = {r["speaker"] for r, f in zip(rows, folds, strict=True) if f == k and r["label"] == "bonafide"}
+        fams = {r["generator"] for r, f in zip(rows, folds, strict=True) if f == k and r["label"] != "bonafide"}
+        learnt = [r for r, m in zip(rows, fit, strict=True) if m]
+        assert not any(r["speaker"] in held for r in learnt)  # neither the voice nor spoofs made from it
+        assert not any(r["generator"] in fams for r in learnt if r["label"] != "bonafide")
+    cal = train_gbm(tiny_corpus, tmp_path / "models", tmp_path / "run", rounds=30, pooled=True, oof_folds=3)
+    assert cal["best_iteration"] == 30 and cal["calibrated_on"].startswith("out-of-fold")
+    assert cal["dev"]["n_bonafide"] == sum(r["label"] == "bonafide" for r in rows)  # every voice scored
+    assert cal["thresholds"]["far_0_1pct"] >= cal["thresholds"]["far_1pct"]
+    assert "pooled" in (tmp_path / "models" / "gbm.md").read_text()
