@@ -16,6 +16,7 @@ RTP_VERSION = 2
 _HDR = struct.Struct("!BBHII")
 MAX_GAP = 3000  # a sequence jump larger than this (either way) is a stream restart, not loss
 MAX_SILENCE_FILL = 50  # at most 1 s of silence inserted for a timestamp gap (DTX)
+MAX_MISORDER = 100  # further behind than this is no late packet: two such in a row restart the stream
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class ReorderBuffer:
     _last_ts: int | None = None
     _last_len: int = 0
     _played: set[int] = field(default_factory=set)  # recent released sequence numbers (duplicate check)
+    _probe: int | None = None  # the last packet far behind the stream (RFC 3550 A.1 probation)
 
     def _extend(self, seq: int) -> int:
         assert self._next is not None
@@ -112,6 +114,15 @@ class ReorderBuffer:
             self.stats.restarts += 1
             return out + self.push_fresh(pkt)
         if ext < self._next:
+            if self._next - ext > MAX_MISORDER and ext not in self._played:
+                # far behind: one stray packet took the stream forward, or the sender went back. Two in a
+                # row mean the sender is really there: restart instead of dropping up to MAX_GAP packets
+                if self._probe is not None and ext == self._probe + 1:
+                    out = self.flush()
+                    self._reset()
+                    self.stats.restarts += 1
+                    return out + self.push_fresh(pkt)
+                self._probe = ext
             # already played (a duplicate) or already concealed as lost (too late): dropped either way
             if ext in self._played:
                 self.stats.duplicates += 1
@@ -141,6 +152,7 @@ class ReorderBuffer:
         self._max_seen = None
         self._last_ts = None
         self._played = set()
+        self._probe = None
 
     def _emit(self, pkt: RtpPacket) -> list[bytes | None]:
         out: list[bytes | None] = []

@@ -14,7 +14,7 @@ from fuzzing import fuzz_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plugin.rtp import MAX_GAP, MAX_SILENCE_FILL, ReorderBuffer, RtpPacket, parse_rtp
+from plugin.rtp import MAX_GAP, MAX_MISORDER, MAX_SILENCE_FILL, ReorderBuffer, RtpPacket, parse_rtp
 
 
 def _reference_payload(data: bytes) -> bytes | None:
@@ -135,3 +135,26 @@ def test_hostile_sequence_streams_keep_the_reorder_buffer_bounded(stream, window
     assert s.received == len(stream)
     assert s.released + s.lost + s.silence_filled == released
     assert s.released + s.duplicates + s.late <= s.received
+
+
+@pytest.mark.fuzz
+@fuzz_settings(50, weight=0.25)
+@given(stream=hostile_stream(), window=st.integers(0, 10), start=st.integers(0, 0xFFFF))
+def test_a_clean_stream_after_any_hostile_prefix_is_played_again_within_a_few_packets(stream, window, start):
+    """One stray packet (a big sequence jump, an old replay) must not blind the tap for up to MAX_GAP packets
+    (a minute): after any prefix, a clean in-order run from any sequence number is played again at the latest
+    once it has caught up with the stray packet's MAX_MISORDER-packet tolerance (RFC 3550 A.1)."""
+    buf = ReorderBuffer(window=window)
+    for seq, ts, ssrc in stream:
+        buf.push(_pkt(seq, ts, ssrc))
+    ssrc = stream[-1][2] if stream else 1
+    n = MAX_MISORDER + 50
+    released: list[int] = []
+    for i in range(n):
+        pkt = RtpPacket(payload_type=0, marker=False, seq=(start + i) & 0xFFFF, timestamp=(i * 160) & 0xFFFFFFFF,
+                        ssrc=ssrc, payload=b"clean" + struct.pack("!I", i))
+        out = buf.push(pkt)
+        released += [struct.unpack("!I", p[5:])[0] for p in out if p is not None and p.startswith(b"clean")]
+    released += [struct.unpack("!I", p[5:])[0] for p in buf.flush() if p is not None and p.startswith(b"clean")]
+    assert released == sorted(set(released)), "clean packets come out once, in order"
+    assert set(range(MAX_MISORDER + 2 + window, n)) <= set(released), "the clean stream was not played again"
