@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +70,8 @@ class AsteriskAdapter:
         self.playbacks: list[dict[str, Any]] = []  # (id, channel, started, finished) for reports and tests
         self._tasks: set[asyncio.Task[Any]] = set()
         self._first_connect = True
+        # channels that went away before their set-up task ran (events arrive back to back): bounded
+        self._gone: deque[str] = deque(maxlen=256)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, events: CallEvents) -> None:
@@ -232,6 +235,8 @@ class AsteriskAdapter:
             if cid is None:
                 return
             call = self.by_channel.get(cid)
+            if call is None and kind != "StasisEnd":
+                self._gone.append(cid)
             if call is None or call.ended:
                 return
             if kind == "StasisEnd" and call.mode == "dial" and cid == call.caller_channel:
@@ -317,7 +322,9 @@ class AsteriskAdapter:
         except AriError as exc:
             log.warning("call %s: explicit subscription failed (%s): hang-up may be seen late", call_id, exc)
         await self._continue(call_id)  # never hold the caller up: Dial() runs while the tap is set up
-        if self.events:
+        if call_id in self._gone:  # hung up before this task ran: its ChannelDestroyed found no call
+            await self._end_call(call, "caller hung up during set-up")
+        if self.events and not call.ended:
             await self.events.call_started(call)
 
     # ------------------------------------------------------------------ the adapter interface

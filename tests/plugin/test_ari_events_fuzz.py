@@ -227,3 +227,24 @@ def test_multi_megabyte_and_hostile_messages_over_the_websocket_do_not_stop_the_
     assert alive, "the events task died"
     assert any(e.get("type") == "Sentinel" for e in got), "the event stream stopped after hostile messages"
     assert all(isinstance(e, dict) for e in got)
+
+
+@pytest.mark.fuzz
+@fuzz_settings(50, weight=0.25)
+@given(evs=st.lists(plausible, max_size=8))
+def test_a_channel_destroyed_right_after_its_stasis_start_is_not_tracked(evs):
+    """Events arrive back to back (one websocket read may hold several): the adapter's set-up tasks run only
+    afterwards. A channel whose last event was ChannelDestroyed must not stay tracked as a call."""
+    async def main() -> None:
+        ari, adapter, ev, raised = _setup()
+        for event in evs:
+            await ari._on_text(json.dumps(event))  # no draining in between
+        await _drain()
+        assert not raised
+        last = {e["channel"]["id"]: e["type"] for e in evs}
+        for cid, kind in last.items():
+            if kind == "ChannelDestroyed":
+                assert cid not in adapter.by_channel, f"{cid} destroyed but still tracked"
+        assert set(ev.started) <= set(ev.ended) | set(adapter.calls)
+
+    asyncio.run(main())
