@@ -133,6 +133,29 @@ def cross_validated_eer(rows: list[dict], x: np.ndarray, y: np.ndarray, k: int =
     return eer(y, out)[0]
 
 
+def pooled_gbm_dev_scores(models_dir: Path, gbm: object, dev: list[dict]) -> np.ndarray | None:
+    """Out-of-fold dev scores when the GBM was trained with dev pooled in (``train gbm --pooled``), else None."""
+    from detector.train_gbm import OOF_FILE
+
+    cal = getattr(gbm, "calibration", {}) or {}
+    if cal.get("calibrated_on", "dev") == "dev":
+        return None
+    path = models_dir / OOF_FILE
+    if not path.is_file():
+        raise SystemExit(f"{path}: missing; the GBM was trained on train+dev, retrain it with --pooled")
+    data = np.load(path)
+    if str(data["version"]) != cal.get("version"):
+        raise SystemExit(f"{path} belongs to GBM {data['version']}, not {cal.get('version')}: retrain the GBM")
+    by_path = dict(zip(data["paths"].tolist(), data["scores"].tolist(), strict=True))
+    missing = [r["path"] for r in dev if r["path"] not in by_path]
+    if missing:
+        raise SystemExit(f"{path}: no out-of-fold score for {len(missing)} dev rows (another corpus?)")
+    scores = np.array([by_path[r["path"]] for r in dev])
+    if np.isnan(scores).any():
+        raise SystemExit(f"{path}: {int(np.isnan(scores).sum())} dev rows were never scored out of fold")
+    return scores
+
+
 def fit_fusion(corpus_dir: Path, models_dir: Path, out_dir: Path | None = None) -> dict:
     """Fit the fusion on the corpus dev split with the models in ``models_dir``; write ``fusion.json``."""
     from detector.corpus.manifest import load_manifest
@@ -148,6 +171,9 @@ def fit_fusion(corpus_dir: Path, models_dir: Path, out_dir: Path | None = None) 
         raise SystemExit(f"{corpus_dir}: the dev split needs bona fide and spoof rows")
     dets = {k: load_detector(k, models_dir) for k in INPUTS}
     probs = {k: np.asarray(score_rows(d, corpus_dir, dev)) for k, d in dets.items()}
+    oof = pooled_gbm_dev_scores(Path(models_dir), dets["gbm"], dev)
+    if oof is not None:  # the GBM learnt from dev: use the scores of fold models that never saw each row
+        probs["gbm"] = oof
     x = np.column_stack([to_logit(probs[k]) for k in INPUTS])
     w, b = fit_logistic(x, y, balanced_weights(dev))
     fused = 1.0 / (1.0 + np.exp(-(x @ w + b)))

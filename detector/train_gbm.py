@@ -19,6 +19,7 @@ from detector.gbm import CALIBRATION_FILE, MODEL_FILE
 from detector.metrics import eer, rates_at, threshold_at_far
 
 log = logging.getLogger(__name__)
+OOF_FILE = "gbm.oof_dev.npz"  # out-of-fold scores of the dev rows, written by pooled training for the fusion
 
 DEFAULT_PARAMS = {
     "objective": "binary",
@@ -194,6 +195,15 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
         "corpus_manifest_sha256": hashlib.sha256(corpus_hash).hexdigest(),
     }
     (out_dir / CALIBRATION_FILE).write_text(json.dumps(calibration, indent=1))
+    if pooled:  # the fusion is fitted on dev: it needs dev scores of models that never saw those rows
+        is_dev = np.array([r["split"] == "dev" for r in train])
+        oof_all = np.full(len(train), np.nan)
+        oof_all[np.flatnonzero(scored)] = cal_scores
+        np.savez_compressed(out_dir / OOF_FILE, version=version,
+                            paths=np.array([r["path"] for r, d in zip(train, is_dev, strict=True) if d]),
+                            scores=oof_all[is_dev])
+    else:
+        (out_dir / OOF_FILE).unlink(missing_ok=True)
     (out_dir / "gbm.md").write_text(model_card(calibration, train, dev))
     ckpt.unlink(missing_ok=True)
     state_path.unlink(missing_ok=True)

@@ -76,3 +76,7 @@ def test_pooled_training_calibrates_on_out_of_fold_scores_of_unheard_voices(tiny
     assert cal["dev"]["n_bonafide"] == sum(r["label"] == "bonafide" for r in rows)  # every voice scored
     assert cal["thresholds"]["far_0_1pct"] >= cal["thresholds"]["far_1pct"]
     assert "pooled" in (tmp_path / "models" / "gbm.md").read_text()
+    from detector.fusion import pooled_gbm_dev_scores
+
+    scores = pooled_gbm_dev_scores(tmp_path / "models", GBMDetector.load(tmp_path / "models"), dev)
+    assert scores is not None and scores.shape == (len(dev),) and np.all((scores >= 0) & (scores <= 1))
