@@ -107,6 +107,31 @@ class MediaConfig:
 
 
 @dataclass(frozen=True)
+class TelephonyConfig:
+    kind: str = "asterisk"  # asterisk (ARI, [ari]) or freeswitch (Event Socket, [freeswitch])
+
+
+@dataclass(frozen=True)
+class FreeSwitchConfig:
+    """The FreeSWITCH Event Socket (event_socket.conf.xml) and how taps stream (plugin.freeswitch)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8021
+    password: str = field(default="", repr=False)
+    event_format: str = "plain"  # plain or json
+    unicast_ip: str = "127.0.0.1"  # FreeSWITCH binds its unicast socket here and sends from it
+    unicast_port_min: int = 42000  # ports on the FreeSWITCH host for tap streams, one per tapped leg
+    unicast_port_max: int = 42999
+    unicast_format: str = "l16"  # l16 (decoded, 8 kHz) or pcmu (flags: native)
+    tap_context: str = "callguard-tap"  # dialplan context that answers and parks tap channels
+    guard_variable: str = "callguard"  # channel variable marking guarded calls (bridge | answer)
+
+    def __repr__(self) -> str:
+        return (f"FreeSwitchConfig(host={self.host!r}, port={self.port}, password={_mask(self.password)}, "
+                f"unicast_ip={self.unicast_ip!r}, unicast_ports={self.unicast_port_min}-{self.unicast_port_max})")
+
+
+@dataclass(frozen=True)
 class DetectorConfig:
     name: str = "gbm"
     models_dir: str = ""
@@ -166,6 +191,8 @@ class Config:
     default_policy: str = "default"
     http: HttpConfig = field(default_factory=HttpConfig)
     capture: Any = None  # plugin.review.CaptureConfig ([capture] section, parsed there)
+    telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
+    freeswitch: FreeSwitchConfig = field(default_factory=FreeSwitchConfig)
 
     def policy_for(self, context: str = "", endpoint: str = "", caller_id: str = "", exten: str = "") -> Policy:
         for route in self.routes:
@@ -177,8 +204,9 @@ class Config:
 # --------------------------------------------------------------------------------------------- parsing
 
 _SCALAR_SECTIONS: dict[str, type] = {"ari": AriConfig, "redis": RedisConfig, "media": MediaConfig,
-                                     "detector": DetectorConfig, "http": HttpConfig}
-_SECRET_KEYS = {"ari.password", "redis.password", "http.token"}
+                                     "detector": DetectorConfig, "http": HttpConfig,
+                                     "telephony": TelephonyConfig, "freeswitch": FreeSwitchConfig}
+_SECRET_KEYS = {"ari.password", "redis.password", "http.token", "freeswitch.password"}
 HTTP_TOKEN_MIN_LEN = 16
 
 
@@ -343,8 +371,14 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, *
         raise ConfigError("ari.tls_ca_file: only used with an https:// ari.url")
     if not ari.username:
         raise ConfigError("ari.username: missing")
-    if not ari.password:
+    tel: TelephonyConfig = sections["telephony"]
+    fs: FreeSwitchConfig = sections["freeswitch"]
+    if tel.kind not in ("asterisk", "freeswitch"):
+        raise ConfigError(f"telephony.kind: unknown PBX {tel.kind!r} (expected asterisk or freeswitch)")
+    if not ari.password and tel.kind == "asterisk":
         raise ConfigError("ari.password: missing password (set it in the file or CALLGUARD_ARI_PASSWORD)")
+    if tel.kind == "freeswitch":
+        _check_freeswitch(fs)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", ari.app):
         raise ConfigError(f"ari.app: invalid application name {ari.app!r}")
     _check_url("redis.url", redis.url, ("redis", "rediss"))
@@ -433,7 +467,31 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, *
     if check_port:
         _check_udp_port(media.bind_host, media.port)
     return Config(ari=ari, redis=redis, media=media, detector=det, policies=policies, routes=tuple(routes),
-                  default_policy=default_policy, http=http, capture=_capture(raw.get("capture", {}), env))
+                  default_policy=default_policy, http=http, capture=_capture(raw.get("capture", {}), env),
+                  telephony=tel, freeswitch=fs)
+
+
+def _check_freeswitch(fs: FreeSwitchConfig) -> None:
+    if not fs.password:
+        raise ConfigError("freeswitch.password: missing password (set it in the file or "
+                          "CALLGUARD_FREESWITCH_PASSWORD)")
+    if any(c in fs.password for c in "\r\n"):
+        raise ConfigError("freeswitch.password: must be one line")
+    if not 1 <= fs.port <= 65535:
+        raise ConfigError(f"freeswitch.port: out of range: {fs.port}")
+    _check_host("freeswitch.host", fs.host)
+    if fs.event_format not in ("plain", "json"):
+        raise ConfigError(f"freeswitch.event_format: expected plain or json, got {fs.event_format!r}")
+    if not re.fullmatch(r"[0-9A-Fa-f.:]+", fs.unicast_ip):
+        raise ConfigError(f"freeswitch.unicast_ip: expected an IP address, got {fs.unicast_ip!r}")
+    if not 1024 <= fs.unicast_port_min <= fs.unicast_port_max <= 65535:
+        raise ConfigError("freeswitch.unicast_port_min: expected 1024 <= unicast_port_min <= unicast_port_max "
+                          "<= 65535")
+    if fs.unicast_format not in ("l16", "pcmu"):
+        raise ConfigError(f"freeswitch.unicast_format: expected l16 or pcmu, got {fs.unicast_format!r}")
+    for key in ("tap_context", "guard_variable"):
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", getattr(fs, key)):
+            raise ConfigError(f"freeswitch.{key}: invalid name {getattr(fs, key)!r}")
 
 
 def _capture(raw: Any, env: Mapping[str, str]) -> Any:

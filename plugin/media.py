@@ -148,6 +148,7 @@ class MediaEndpoint(asyncio.DatagramProtocol):
 
     def __init__(self) -> None:
         self.taps: dict[Addr, LegTap] = {}
+        self.raw_sources: dict[Addr, Callable[[LegTap, bytes], None]] = {}  # not RTP: plugin.unicast
         self.unknown_packets = 0
         self.transport: asyncio.DatagramTransport | None = None
         self._warned: set[Addr] = set()
@@ -169,7 +170,12 @@ class MediaEndpoint(asyncio.DatagramProtocol):
     def add_tap(self, addr: Addr, tap: LegTap) -> None:
         self.taps[_norm(addr)] = tap
 
+    def set_raw_source(self, addr: Addr, feed: Callable[[LegTap, bytes], None]) -> None:
+        """Datagrams from ``addr`` (an added tap's address) are raw audio, not RTP: ``feed(tap, data)``."""
+        self.raw_sources[_norm(addr)] = feed
+
     def remove_tap(self, addr: Addr) -> LegTap | None:
+        self.raw_sources.pop(_norm(addr), None)
         tap = self.taps.pop(_norm(addr), None)
         if tap is not None:
             tap.flush()
@@ -186,6 +192,10 @@ class MediaEndpoint(asyncio.DatagramProtocol):
             if key not in self._warned and len(self._warned) < 100:
                 self._warned.add(key)
                 log.info("dropping RTP from unannounced address %s:%d", *key)
+            return
+        raw = self.raw_sources.get(key) or self.raw_sources.get(("0.0.0.0", key[1]))
+        if raw is not None:
+            raw(tap, data)
             return
         tap.feed(data)
 

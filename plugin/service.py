@@ -13,6 +13,9 @@ from plugin.ari import AriClient
 from plugin.asterisk import AsteriskAdapter
 from plugin.bus import Bus
 from plugin.config import Config, redact_url
+from plugin.esl import EslClient
+from plugin.freeswitch import EVENTS as FREESWITCH_EVENTS
+from plugin.freeswitch import FreeSwitchAdapter
 from plugin.guard import Guard
 from plugin.http import HttpServer
 from plugin.media import MediaEndpoint
@@ -38,10 +41,13 @@ class Service:
                        r.summary_log, tls=self.redis_tls)
         a = config.ari
         self.ari = AriClient(a.url, a.username, a.password, a.app, tls_ca_file=a.tls_ca_file)
+        f = config.freeswitch  # [telephony] kind = "freeswitch": the Event Socket instead of ARI
+        self.esl = (EslClient(f.host, f.port, f.password, events=FREESWITCH_EVENTS, event_format=f.event_format)
+                    if config.telephony.kind == "freeswitch" else None)
         self.http = HttpServer(config.http, self.status) if config.http.enabled else None
         self._redis_state: tuple[float, bool, str | None] = (float("-inf"), False, "not checked yet")
         self._status_lock = asyncio.Lock()
-        self.adapter: AsteriskAdapter | None = None
+        self.adapter: AsteriskAdapter | FreeSwitchAdapter | None = None
         self.guard: Guard | None = None
         self.reactor: Reactor | None = None
 
@@ -57,7 +63,7 @@ class Service:
             log.error("Redis at %s: %s; bus messages are spooled to %s until it answers", redact_url(r.url),
                       problem, r.spool_path)
         await self.bus.start()
-        self.adapter = AsteriskAdapter(self.ari, (m.external_host or host, port), m.format)
+        self.adapter = self._make_adapter((m.external_host or host, port))
         self.guard = Guard(self.config, self.adapter, self.media, self.scoring, self.bus)
         self.reactor = Reactor(r.url, r.password, r.channel, self.adapter, self.config.policies,
                                tls=self.redis_tls)
@@ -66,7 +72,20 @@ class Service:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.reactor.subscribed.wait(), 5)
         await self.adapter.start(self.guard)
-        log.info("callguard serving ARI app %r at %s", self.config.ari.app, self.config.ari.url)
+        if self.esl is not None:
+            log.info("callguard guarding FreeSWITCH calls via the event socket at %s:%d", self.esl.host,
+                     self.esl.port)
+        else:
+            log.info("callguard serving ARI app %r at %s", self.config.ari.app, self.config.ari.url)
+
+    def _make_adapter(self, media_addr: tuple[str, int]) -> AsteriskAdapter | FreeSwitchAdapter:
+        if self.esl is None:
+            return AsteriskAdapter(self.ari, media_addr, self.config.media.format)
+        f = self.config.freeswitch
+        return FreeSwitchAdapter(self.esl, media_addr, self.media, unicast_ip=f.unicast_ip,
+                                 unicast_ports=(f.unicast_port_min, f.unicast_port_max),
+                                 unicast_format=f.unicast_format, tap_context=f.tap_context,
+                                 guard_variable=f.guard_variable)
 
     async def close(self) -> None:
         if self.http is not None:
@@ -104,7 +123,7 @@ class Service:
         info = self.scoring.info
         spool = await asyncio.to_thread(len, self.bus.spool)  # reads the spool file: off the event loop
         return ServiceStatus(
-            ari_connected=self.ari.connected, redis_connected=redis_ok, redis_error=redis_error,
+            ari_connected=(self.esl or self.ari).connected, redis_connected=redis_ok, redis_error=redis_error,
             detector_up=info is not None, detector_name=info.name if info else None,
             detector_version=info.version if info else None,
             legs_guarded=len(self.guard.legs) if self.guard else 0, chunks_scored=self.scoring.scored,
