@@ -85,7 +85,7 @@ class FreeSwitchAdapter:
     def __init__(self, esl: EslClient, media_addr: Addr, media: MediaEndpoint, *, unicast_ip: str = "127.0.0.1",
                  unicast_ports: tuple[int, int] = (42000, 42999), unicast_format: str = "l16",
                  unicast_rate: int = 8000, tap_context: str = "callguard-tap", guard_variable: str = "callguard",
-                 tap_timeout: float = 5.0) -> None:
+                 tap_timeout: float = 5.0, first_audio_s: float = 3.0) -> None:
         self.esl = esl
         if not esl.events:
             esl.events = EVENTS
@@ -98,6 +98,11 @@ class FreeSwitchAdapter:
         self.tap_context = tap_context
         self.guard_variable = guard_variable
         self.tap_timeout = tap_timeout
+        # FreeSWITCH answers sendmsg +OK even when it cannot bind the unicast port (it only logs CRIT), and a
+        # parked loopback leg sends a frame every 20 ms even in silence: no datagram after this long means
+        # the stream is broken, and the leg is tapped again on another port (twice at most)
+        self.first_audio_s = first_audio_s
+        self._silent_retaps: dict[str, int] = {}
         self.events: CallEvents | None = None
         self.calls: dict[str, Call] = {}
         self.by_channel: dict[str, Call] = {}
@@ -315,12 +320,30 @@ class FreeSwitchAdapter:
             if self.unicast_format != "l16":
                 headers["flags"] = "native"
             await self.esl.sendmsg(res.b_uuid, headers)
+            self._spawn(self._watch(leg, res, addr))
         except BaseException:
             if not parked.done():
                 parked.cancel()
             await self.stop_tap(leg)
             raise
         return time.monotonic() - t0
+
+    async def _watch(self, leg: Leg, res: TapResources, addr: Addr) -> None:
+        await asyncio.sleep(self.first_audio_s)
+        tap = self.media.taps.get(addr)
+        call = self.calls.get(leg.call_id)
+        if self.taps.get(leg.key) is not res or tap is None or tap.stats.packets or call is None or call.ended:
+            return
+        n = self._silent_retaps.get(leg.key, 0)
+        if n >= 2:
+            log.warning("no unicast audio for the %s leg of %s on any of 3 ports: left untapped (check that "
+                        "FreeSWITCH can bind freeswitch.unicast_ip and reach %s:%d)", leg.leg, leg.call_id,
+                        *self.media_addr)
+            return
+        self._silent_retaps[leg.key] = n + 1
+        log.warning("no unicast audio for the %s leg of %s from %s:%d after %.1f s (port taken on the FreeSWITCH "
+                    "host?): tapping again on another port", leg.leg, leg.call_id, *addr, self.first_audio_s)
+        self._lost(call, leg)
 
     async def stop_tap(self, leg: Leg) -> None:
         res = self.taps.pop(leg.key, None)
@@ -385,6 +408,8 @@ class FreeSwitchAdapter:
             self._ports.discard(res.port)
             await self._kill(res)
         self.calls.pop(call.call_id, None)
+        for key in [k for k in self._silent_retaps if k.startswith(f"{call.call_id}:")]:
+            del self._silent_retaps[key]
         for cid in (call.caller_channel, call.callee_channel):
             if cid and self.by_channel.get(cid) is call:
                 self.by_channel.pop(cid, None)

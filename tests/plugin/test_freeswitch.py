@@ -14,6 +14,7 @@ import asyncio
 import csv
 import json
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +48,15 @@ def speech(label: str, n: int, rms: float) -> bytes:
     return (x * 32767).astype("<i2").tobytes()
 
 
-def config(peer: EslPeer, lab: Lab, tmp_path: Path, port_min: int, **policy: Any) -> Any:
+def config(peer: EslPeer, lab: Lab, tmp_path: Path, port_min: int, fs: dict[str, Any] | None = None,
+           **policy: Any) -> Any:
     protect = {"legs": ["caller", "callee"], "window": 2, "min_chunks": 2, "on_bonafide": ["annotate"],
                "on_suspicious": ["annotate", "warn"], "on_spoof": ["annotate", "warn", "hangup"],
                "hangup_grace_s": 0, "warn_media": "sound:beep", **policy}
     return parse_config({
         "telephony": {"kind": "freeswitch"},
-        "freeswitch": {"port": peer.port, "unicast_port_min": port_min, "unicast_port_max": port_min + 20},
+        "freeswitch": {"port": peer.port, "unicast_port_min": port_min, "unicast_port_max": port_min + 20,
+                       **(fs or {})},
         "redis": {"url": lab.redis_url, "spool_path": str(tmp_path / "spool.jsonl"),
                   "summary_log": str(tmp_path / "summary.jsonl")},
         "media": {"bind_host": "127.0.0.1", "port": 0},
@@ -78,11 +81,12 @@ def summaries(tmp_path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def run_service(tmp_path: Path, lab: Lab, scenario: Any, **policy: Any) -> Any:
+def run_service(tmp_path: Path, lab: Lab, scenario: Any, port_min: int | None = None,
+                fs: dict[str, Any] | None = None, **policy: Any) -> Any:
     async def main() -> Any:
         peer = EslPeer(password=PASSWORD)
         await peer.start()
-        service = Service(config(peer, lab, tmp_path, free_port(), **policy))
+        service = Service(config(peer, lab, tmp_path, port_min or free_port(), fs, **policy))
         try:
             await service.start()
             await peer.wait_subscribed()
@@ -147,7 +151,9 @@ def test_a_spoofed_caller_is_tapped_scored_annotated_warned_and_hung_up_while_th
     assert r["calls"] == {}
 
 
-def test_answer_mode_guards_the_caller_alone_and_a_bonafide_call_is_only_annotated(tmp_path, private_redis):
+@pytest.mark.parametrize("event_format", ["plain", "json"])
+def test_answer_mode_guards_the_caller_alone_and_a_bonafide_call_is_only_annotated(tmp_path, private_redis,
+                                                                                    event_format):
     bonafide = speech("bonafide", 4, 0.05)
 
     async def scenario(peer: EslPeer, service: Service) -> dict[str, Any]:
@@ -164,7 +170,7 @@ def test_answer_mode_guards_the_caller_alone_and_a_bonafide_call_is_only_annotat
                     what="tap channels gone")
         return {"a": a, "unguarded": unguarded, "api": list(peer.api_log)}
 
-    r = run_service(tmp_path, private_redis, scenario)
+    r = run_service(tmp_path, private_redis, scenario, fs={"event_format": event_format})
     api = r["api"]
     originates = [c for c in api if c.startswith("originate ")]
     assert len(originates) == 1 and originates[0].endswith(f"&eavesdrop({r['a']})")
@@ -197,6 +203,39 @@ def test_a_call_that_ends_while_the_event_socket_is_down_is_ended_at_resync(tmp_
     assert r["calls"] == {} and r["taps"] == {} and r["reconnects"] == 1
     assert all(s["summary"]["ended_by"] == "vanished while the event socket was disconnected"
                for s in summaries(tmp_path))
+
+
+def test_a_silent_tap_and_a_dead_tap_are_both_set_up_again_while_the_call_goes_on(tmp_path, private_redis):
+    audio = speech("bonafide", 4, 0.05)
+    port_min = free_port()
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", port_min))  # the first port FreeSWITCH is told to use: its bind fails, no audio
+
+    async def scenario(peer: EslPeer, service: Service) -> dict[str, Any]:
+        adapter = service.adapter
+        assert adapter is not None
+        adapter.first_audio_s = 1.0
+        peer.frame_interval = 0.02  # real time: the call lasts while the taps are replaced
+        a, _ = await peer.place_call(audio, variables={"callguard": "answer"}, dest="4001", bridge=False)
+        originates = lambda: [c for c in peer.api_log if c.startswith("originate ")]  # noqa: E731
+        await until(lambda: len(originates()) == 2, what="re-tap of the silent tap")
+        await until(lambda: peer.streamed_frames and max(peer.streamed_frames.values()) > 25, what="audio")
+        (res,) = adapter.taps.values()
+        await peer.hangup(res.a_uuid)  # the tap's eavesdropping leg dies; the call goes on
+        await until(lambda: len(originates()) == 3, what="re-tap of the dead tap")
+        await until(lambda: any(c.startswith(f"uuid_setvar_multi {a}") for c in peer.api_log), what="annotation")
+        await peer.hangup(a)
+        await until(lambda: len(summaries(tmp_path)) == 1, what="summary")
+        return {"unicast_ports": [h["local-port"] for _, h in peer.sendmsgs if h.get("call-command") == "unicast"]}
+
+    try:
+        r = run_service(tmp_path, private_redis, scenario, port_min=port_min)
+    finally:
+        taken.close()
+    ports = [int(p) for p in r["unicast_ports"]]
+    assert ports[0] == port_min and len(set(ports)) == 3
+    (s,) = summaries(tmp_path)
+    assert s["summary"]["retaps"] == 2 and s["summary"]["rtp"]["packets"] > 0
 
 
 # ------------------------------------------------------------------------------------------ units
