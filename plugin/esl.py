@@ -397,7 +397,7 @@ class EslClient:
         """``api <cmd>``: the response body; ``-ERR ...`` raises ``EslError``."""
         _, body = await self._raw(f"api {_check(cmd, 'api command')}\n\n")
         text = body.decode("utf-8", "replace")
-        if text.startswith("-ERR"):
+        if text.startswith(("-ERR", "-USAGE")):
             raise EslError(f"{cmd.split(' ', 1)[0]}: {text.strip()}")
         return text
 
@@ -415,7 +415,7 @@ class EslClient:
             result = await asyncio.wait_for(asyncio.shield(fut), timeout or self.timeout)
         finally:
             self._jobs = {k: v for k, v in self._jobs.items() if v is not fut}
-        if result.startswith("-ERR"):
+        if result.startswith(("-ERR", "-USAGE")):
             raise EslError(f"{cmd.split(' ', 1)[0]}: {result.strip()}")
         return result
 

@@ -168,6 +168,8 @@ def test_api_replies_match_their_commands_with_events_slipped_in_between():
         assert len(beats) >= 5
         with pytest.raises(EslError, match="No such channel"):
             await c.api("uuid_kill not-a-channel")
+        with pytest.raises(EslError, match="USAGE"):
+            await c.api(f"uuid_setvar {uuids[0]}")
         await c.close()
 
     run(main)
