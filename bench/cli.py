@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     load.add_argument("--seconds", type=float, default=30.0, help="how long the streams run")
     load.add_argument("--detector", choices=("gbm", "wavlm", "fused"), default="gbm")
     load.add_argument("--workers", type=int, default=1, help="local scoring processes")
+    load.add_argument("--remote-workers", type=int, default=0,
+                      help="score in K `callguard worker` processes over Redis Streams ([detector] mode = redis)")
     load.add_argument("--queue-size", type=int, default=None, help="scoring queue bound (default max(16, legs/2))")
     load.add_argument("--find-max", action="store_true",
                       help="step the leg count 25, 50, 100, 200, 300, ... and report the highest sustained")
@@ -93,7 +95,7 @@ def run_load_cmd(args: argparse.Namespace) -> int:
     _one_thread()
     from bench.load import find_max, leg_memory, run_load
 
-    kw = {"workers": args.workers, "queue_size": args.queue_size,
+    kw = {"workers": args.workers, "queue_size": args.queue_size, "remote_workers": args.remote_workers,
           "models_dir": str(args.models_dir) if args.models_dir else None, "loader": args.loader}
 
     def progress(r: dict[str, Any]) -> None:

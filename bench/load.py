@@ -32,6 +32,7 @@ import os
 import shutil
 import socket
 import struct
+import subprocess
 import tempfile
 import time
 import tracemalloc
@@ -245,10 +246,12 @@ def start_bus_target(use_redis: bool = True) -> BusTarget:
 
 
 def _config(detector: str, workers: int, queue_size: int, models_dir: str | None, loader: str | None,
-            bus: BusTarget, tmp: Path) -> Any:
+            bus: BusTarget, tmp: Path, remote: bool = False) -> Any:
     from plugin.config import parse_config
 
     det: dict[str, Any] = {"name": detector, "workers": workers, "queue_size": queue_size}
+    if remote:
+        det.update(mode="redis", stream=f"bench:chunks:{os.getpid()}")
     if models_dir:
         det["models_dir"] = str(models_dir)
     if loader:
@@ -263,7 +266,8 @@ def _config(detector: str, workers: int, queue_size: int, models_dir: str | None
 
 
 async def _run_async(legs: int, seconds: float, cfg: Any, bus_target: BusTarget, conn: Any,
-                     addrs: list[tuple[str, int]], sender_pid: int) -> dict[str, Any]:
+                     addrs: list[tuple[str, int]], sender_pid: int,
+                     remote_pids: tuple[int, ...] = ()) -> dict[str, Any]:
     from plugin.guard import Guard
     from plugin.scoring import make_scoring
     from plugin.telephony import Call, CallInfo
@@ -305,6 +309,8 @@ async def _run_async(legs: int, seconds: float, cfg: Any, bus_target: BusTarget,
     pids = {"plugin": os.getpid(), "sender": sender_pid}
     for n, pid in enumerate(getattr(scoring, "worker_pids", list)()):
         pids[f"scoring_worker_{n}"] = pid
+    for n, pid in enumerate(remote_pids):
+        pids[f"remote_worker_{n}"] = pid
     if bus_target.lab is not None and bus_target.lab.redis_pid():
         pids["redis"] = bus_target.lab.redis_pid()
     cpu0 = {k: _cpu_s(p) for k, p in pids.items()}
@@ -363,7 +369,8 @@ async def _run_async(legs: int, seconds: float, cfg: Any, bus_target: BusTarget,
     cpu = {k: round((cpu1[k] - cpu0[k]) / wall, 3) for k in pids}
     result: dict[str, Any] = {
         "legs": legs, "seconds": seconds, "detector": info.name, "detector_version": info.version,
-        "scoring_workers": cfg.detector.workers, "queue_size": cfg.detector.queue_size,
+        "scoring": cfg.detector.mode, "scoring_workers": len(remote_pids) or cfg.detector.workers,
+        "queue_size": cfg.detector.queue_size,
         "bus": bus_target.kind,
         "packets_sent": sent, "packets_received": received,
         "packets_lost_pct": round(100 * (1 - received / sent), 3) if sent else None,
@@ -447,8 +454,11 @@ def leg_memory(n: int = 100, audio: bytes | None = None) -> dict[str, Any]:
 
 def run_load(legs: int, seconds: float, detector: str = "gbm", *, workers: int = 1, queue_size: int | None = None,
              models_dir: str | None = None, loader: str | None = None, bus_target: BusTarget | None = None,
-             audio: bytes | None = None) -> dict[str, Any]:
-    """One bounded run: ``legs`` streams for ``seconds``; returns the measurements (see module doc)."""
+             audio: bytes | None = None, remote_workers: int = 0) -> dict[str, Any]:
+    """One bounded run: ``legs`` streams for ``seconds``; returns the measurements (see module doc).
+
+    ``remote_workers`` > 0: scoring runs in that many ``callguard worker`` processes over Redis Streams
+    (``[detector] mode = "redis"``) instead of the local pool."""
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     audio = audio or speech_ulaw()
@@ -459,19 +469,49 @@ def run_load(legs: int, seconds: float, detector: str = "gbm", *, workers: int =
     sender = ctx.Process(target=_sender, args=(child, legs, seconds, audio), daemon=True)
     sender.start()
     tmp = tempfile.TemporaryDirectory(prefix="cg-load-")
+    remote: list[subprocess.Popen[bytes]] = []
     try:
         if not parent.poll(60):
             raise RuntimeError("the sender process did not start")
         addrs = parent.recv()
-        cfg = _config(detector, workers, queue_size or max(16, legs // 2), models_dir, loader, target, Path(tmp.name))
-        return asyncio.run(_run_async(legs, seconds, cfg, target, parent, addrs, sender.pid or 0))
+        cfg = _config(detector, workers, queue_size or max(16, legs // 2), models_dir, loader, target, Path(tmp.name),
+                      remote=remote_workers > 0)
+        if remote_workers:
+            if target.kind != "redis":
+                raise RuntimeError("remote workers need redis-server")
+            remote = _start_workers(remote_workers, cfg, target, Path(tmp.name))
+        return asyncio.run(_run_async(legs, seconds, cfg, target, parent, addrs, sender.pid or 0,
+                                      tuple(p.pid for p in remote)))
     finally:
+        for p in remote:
+            p.terminate()
+        for p in remote:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
         sender.join(5)
         if sender.is_alive():
             sender.kill()
         tmp.cleanup()
         if own_target:
             target.close()
+
+
+def _start_workers(n: int, cfg: Any, target: BusTarget, tmp: Path) -> list[subprocess.Popen[bytes]]:
+    """``callguard worker`` processes for the run's chunk stream (the real command)."""
+    import sys
+
+    det = cfg.detector
+    conf = tmp / "worker.toml"
+    lines = [f'name = "{det.name}"', f'stream = "{det.stream}"', f'loader = "{det.loader}"']
+    if det.models_dir:
+        lines.append(f'models_dir = "{det.models_dir}"')
+    conf.write_text(f'[redis]\nurl = "{target.url}"\n\n[detector]\n' + "\n".join(lines) + "\n")
+    env = {**os.environ, "CALLGUARD_REDIS_PASSWORD": target.password, "OMP_NUM_THREADS": "1"}
+    return [subprocess.Popen([sys.executable, "-m", "plugin.cli", "worker", "--config", str(conf), "--consumer",
+                              f"load-{k}"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for k in range(n)]
 
 
 STEPS = (25, 50, 100, 200, 300, 400, 500, 600, 800, 1000)

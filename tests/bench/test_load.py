@@ -63,3 +63,11 @@ def test_worker_benchmark_runs_one_then_two_remote_workers(monkeypatch):
     assert all(r["chunks"] == 24 and r["errors"] == 0 for r in out["runs"])
     assert len(out["runs"][1]["by_worker"]) == 2 and sum(out["runs"][1]["by_worker"].values()) == 24
     assert out["speedup_2_vs_1"] > 0
+
+
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server not installed")
+def test_a_load_run_can_score_in_remote_workers_over_redis_streams():
+    r = run_load(3, 5.0, "gbm", loader=f"{FAKEDET}:load", remote_workers=1)
+    assert r["scoring"] == "redis" and "remote_worker_0" in r["cpu_cores"]
+    assert r["chunks"] >= 3 and r["chunks_scored"] == r["chunks"]
+    assert r["verdict_latency_p50_ms"] is not None
