@@ -432,6 +432,7 @@ class _InFlight:
     sent_at: float  # monotonic
     started: float  # monotonic, when popped from the queue
     result: ScoreResult | None = None
+    entry: bytes | str | None = None  # its id in the chunk stream
 
 
 class RemoteScoringService(_ScoringBase):
@@ -448,7 +449,7 @@ class RemoteScoringService(_ScoringBase):
     def __init__(self, name: str, *, redis_url: str, password: str = "", tls: Any = None,
                  stream: str = "callguard:chunks", results_prefix: str = "callguard:results",
                  queue_size: int = 16, max_pending: int = 64, result_timeout_s: float = 15.0,
-                 stream_maxlen: int = 100_000,
+                 stream_maxlen: int = 10_000,
                  on_result: Callable[[ScoreResult], Awaitable[None] | None] | None = None) -> None:
         super().__init__(queue_size, on_result)
         from plugin.redis_conn import make_redis
@@ -466,6 +467,7 @@ class RemoteScoringService(_ScoringBase):
         self._inflight: dict[str, _InFlight] = {}
         self._order: dict[str, deque[str]] = {}  # leg -> ids in send order
         self._room = asyncio.Event()
+        self._bg: set[asyncio.Task[None]] = set()
         self.duplicate_results = 0
         self.timeouts = 0
 
@@ -511,10 +513,26 @@ class RemoteScoringService(_ScoringBase):
 
     def drop_leg(self, leg: str) -> int:
         n = super().drop_leg(leg)
-        for cid in self._order.pop(leg, ()):
-            self._inflight.pop(cid, None)
+        gone = [self._inflight.pop(cid, None) for cid in self._order.pop(leg, ())]
+        self._forget([e for e in gone if e is not None])
         self._room.set()
         return n
+
+    def _forget(self, entries: list[_InFlight]) -> None:
+        """Delete unanswered chunks from the stream (their leg ended, or they timed out): no worker scores
+        them later, and a long worker outage cannot pile chunks up in Redis."""
+        # a chunk a worker answered was deleted by that worker already
+        ids = [e.entry for e in entries if e.entry is not None and (e.result is None or e.result.worker is None)]
+        if not ids:
+            return
+
+        async def xdel() -> None:
+            with contextlib.suppress(Exception):
+                await self.redis.xdel(self.stream, *ids)
+
+        task = asyncio.get_running_loop().create_task(xdel())
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
 
     async def _pump(self) -> None:
         """Queue -> chunk stream, keeping at most ``max_pending`` of this plugin's chunks unanswered."""
@@ -544,7 +562,10 @@ class RemoteScoringService(_ScoringBase):
                     "start_s": repr(j.chunk.start_s), "end_s": repr(j.chunk.end_s), "rate": str(j.chunk.rate),
                     "pcm16": encode_pcm16(j.chunk.audio)}, maxlen=self.stream_maxlen, approximate=True)
             try:
-                await pipe.execute()
+                entries = await pipe.execute()
+                for cid, entry in zip(ids, entries, strict=False):
+                    if cid in self._inflight:
+                        self._inflight[cid].entry = entry
             except Exception as exc:  # Redis down: these chunks fail open as errors
                 log.warning("cannot send %d chunk(s) to the scoring stream: %s", len(batch), exc)
                 metrics.inc("detector_errors", len(batch))
@@ -628,6 +649,7 @@ class RemoteScoringService(_ScoringBase):
             await asyncio.sleep(min(1.0, self.result_timeout_s / 4))
             now = time.monotonic()
             legs = set()
+            expired: list[_InFlight] = []
             for ent in list(self._inflight.values()):
                 if ent.result is None and now - ent.sent_at > self.result_timeout_s:
                     self.timeouts += 1
@@ -641,6 +663,8 @@ class RemoteScoringService(_ScoringBase):
                                                    "chunk skipped", queued_s=ent.started - ent.job.enqueued_at,
                                              scoring_s=now - ent.sent_at, skipped=True)
                     legs.add(ent.job.leg)
+                    expired.append(ent)
+            self._forget(expired)
             if legs:
                 await self._flush_legs(legs)
 

@@ -199,12 +199,15 @@ def test_back_pressure_bounds_pending_chunks_and_sheds_oldest_first(private_redi
         await asyncio.sleep(0.2)
         state = (svc.in_flight, svc.queued, svc.shed, await r.xlen("t:chunks"))
         await _wait(lambda: len(results) >= 2, timeout=10)  # no worker answered: reported skipped
+        await asyncio.sleep(0.3)
+        xlen_after = await r.xlen("t:chunks")  # timed-out chunks were deleted from the stream
         await svc.close()
         await r.aclose()
-        return state, results
+        return state, results, xlen_after
 
-    (in_flight, queued, shed, xlen), results = asyncio.run(main())
+    (in_flight, queued, shed, xlen), results, xlen_after = asyncio.run(main())
     assert (in_flight, queued, shed, xlen) == (2, 3, 5, 2)
+    assert xlen_after <= 2  # no pile-up in Redis while no worker runs
     assert [r.job.chunk.index for r in results[:2]] == [0, 1]
     assert all(r.skipped and r.score is None and "no worker result" in r.error for r in results)
 
