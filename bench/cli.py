@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="score in K `callguard worker` processes over Redis Streams ([detector] mode = redis)")
     load.add_argument("--queue-size", type=int, default=None, help="scoring queue bound (default max(16, legs/2))")
     load.add_argument("--find-max", action="store_true",
-                      help="step the leg count 25, 50, 100, 200, 300, ... and report the highest sustained")
+                      help="step the leg count 25, 50, 100, 150, 200, 250, 300, ... and report the highest sustained")
     load.add_argument("--memory-legs", type=int, default=100, help="legs for the tracemalloc measurement")
     load.add_argument("--models-dir", type=Path, default=None)
     load.add_argument("--loader", default=None, help=argparse.SUPPRESS)

@@ -514,7 +514,7 @@ def _start_workers(n: int, cfg: Any, target: BusTarget, tmp: Path) -> list[subpr
             for k in range(n)]
 
 
-STEPS = (25, 50, 100, 200, 300, 400, 500, 600, 800, 1000)
+STEPS = (25, 50, 100, 150, 200, 250, 300, 400, 500, 600, 800, 1000)
 
 
 def find_max(seconds: float, detector: str = "gbm", steps: tuple[int, ...] = STEPS,
