@@ -52,9 +52,40 @@ def balanced_weights(rows: list[dict]) -> np.ndarray:
     return w * len(rows) / w.sum()
 
 
-def calibrate(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    bona = scores[labels == 0]
+EVIDENCE_WINDOW = 3  # chunks the live policy averages by default (plugin.config.Policy.window)
+
+
+def evidence_scores(rows: list[dict], labels: np.ndarray, scores: np.ndarray,
+                    window: int = EVIDENCE_WINDOW) -> tuple[np.ndarray, np.ndarray]:
+    """The live policy's evidence: the mean of ``window`` consecutive chunk scores of one recording (corpus
+    job, in time order), every full window once; a recording shorter than the window gives its mean."""
+    by_job: dict[str, list[tuple[float, int]]] = {}
+    for i, r in enumerate(rows):
+        by_job.setdefault(str(r.get("job") or r["path"]), []).append((float(r.get("start_s") or 0.0), i))
+    ev, ev_y = [], []
+    for items in by_job.values():
+        idx = [i for _, i in sorted(items)]
+        s = scores[idx]
+        if len(s) < window:
+            ev.append(float(s.mean()))
+        else:
+            c = np.concatenate([[0.0], np.cumsum(s)])
+            ev.extend(((c[window:] - c[:-window]) / window).tolist())
+        ev_y.extend([int(labels[idx[0]])] * (len(ev) - len(ev_y)))
+    return np.array(ev_y), np.array(ev)
+
+
+def calibrate(labels: np.ndarray, scores: np.ndarray, rows: list[dict] | None = None) -> dict[str, float]:
+    """Thresholds: ``eer`` per chunk; ``far_1pct`` (warn) and ``far_0_1pct`` (hang-up) at 1 % / 0.1 % of bona
+    fide false alarms, measured per chunk, or, given the rows, on the live policy's evidence (the mean of
+    ``EVIDENCE_WINDOW`` consecutive chunks of a recording), which is what the warn/hang-up thresholds are
+    compared with in service."""
     e, t_eer = eer(labels, scores)
+    if rows is not None:
+        ev_y, ev = evidence_scores(rows, labels, scores)
+        bona = ev[ev_y == 0]
+    else:
+        bona = scores[labels == 0]
     return {"eer": t_eer, "far_1pct": threshold_at_far(bona, 0.01), "far_0_1pct": threshold_at_far(bona, 0.001),
             "dev_eer": e}
 
@@ -86,7 +117,8 @@ def model_card(cal: dict, train: list[dict], dev: list[dict]) -> str:
         f"## Calibration ({cal.get('calibrated_on', 'dev')})", "",
         f"- EER {100 * cal['dev']['eer']:.2f} %, accuracy at the EER threshold "
         f"{100 * cal['dev']['accuracy_at_eer_threshold']:.2f} %, best round {cal['best_iteration']}",
-        f"- thresholds: EER {t['eer']:.4f}; warn (1 % bona fide false alarms) {t['far_1pct']:.4f}; "
+        f"- thresholds: EER {t['eer']:.4f} (per chunk); warn (1 % bona fide false alarms on the live "
+        f"policy's {EVIDENCE_WINDOW}-chunk evidence) {t['far_1pct']:.4f}; "
         f"hangup (0.1 %) {t['far_0_1pct']:.4f}", "",
         "## Evaluation", "",
         "See `models/reports/eval/report.md` (unseen speakers and generator families) and "
@@ -172,9 +204,10 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
         cal_scores = oof_scores(x_train, y_train, train, p, best, n_folds=oof_folds)
         scored = ~np.isnan(cal_scores)
         cal_y, cal_scores = cal_y[scored], cal_scores[scored]
+        cal_rows = [r for r, ok in zip(train, scored, strict=True) if ok]
     else:
-        cal_y, cal_scores = y_dev, booster.predict(x_dev, num_iteration=best)
-    thresholds = calibrate(cal_y, cal_scores)
+        cal_y, cal_scores, cal_rows = y_dev, booster.predict(x_dev, num_iteration=best), dev
+    thresholds = calibrate(cal_y, cal_scores, cal_rows)
     dev_rates = rates_at(cal_y, cal_scores, thresholds["eer"])
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -185,6 +218,8 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
         "version": version, "feature_schema": FEATURE_SCHEMA_VERSION, "feature_names": names,
         "best_iteration": best, "params": p, "resumed_from_round": done_rounds,
         "thresholds": {k: thresholds[k] for k in ("eer", "far_1pct", "far_0_1pct")},
+        "thresholds_basis": f"eer per chunk; warn/hangup at 1 % / 0.1 % of bona fide {EVIDENCE_WINDOW}-chunk "
+                            "evidence windows (the live policy's rolling mean)",
         "calibrated_on": f"out-of-fold scores of train+dev ({oof_folds} folds by speaker and family)" if pooled
         else "dev",
         "dev": {"eer": thresholds["dev_eer"], "accuracy_at_eer_threshold": dev_rates["accuracy"],

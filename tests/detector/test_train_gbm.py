@@ -80,3 +80,19 @@ def test_pooled_training_calibrates_on_out_of_fold_scores_of_unheard_voices(tiny
 
     scores = pooled_gbm_dev_scores(tmp_path / "models", GBMDetector.load(tmp_path / "models"), dev)
     assert scores is not None and scores.shape == (len(dev),) and np.all((scores >= 0) & (scores <= 1))
+
+
+def test_warn_and_hangup_thresholds_are_set_on_the_policys_rolling_evidence_per_recording():
+    from detector.train_gbm import calibrate, evidence_scores
+
+    # one bona fide recording with a single loud chunk among quiet ones, one spoof recording
+    rows = ([{"job": "b1", "start_s": str(2 * i), "path": f"b1-{i}"} for i in range(5)]
+            + [{"job": "s1", "start_s": str(2 * i), "path": f"s1-{i}"} for i in range(4)])
+    labels = np.array([0] * 5 + [1] * 4)
+    scores = np.array([0.1, 0.1, 0.9, 0.1, 0.1, 0.8, 0.9, 0.7, 0.9])
+    ev_y, ev = evidence_scores(rows, labels, scores, window=3)
+    assert ev_y.tolist() == [0, 0, 0, 1, 1]
+    assert np.allclose(ev, [1.1 / 3, 1.1 / 3, 1.1 / 3, 0.8, 2.5 / 3])
+    # the lone 0.9 chunk sets the per-chunk threshold; averaged over the window it is 0.37
+    assert calibrate(labels, scores)["far_1pct"] > 0.8
+    assert calibrate(labels, scores, rows)["far_1pct"] < 0.4
