@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 # (command name, module that registers it, one-line help)
@@ -32,6 +31,8 @@ COMMANDS: list[tuple[str, str, str]] = [
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callguard", description="Real-time voice-deepfake guard for PBXs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--log-format", choices=["text", "json"], default=None,
+                        help="log lines as text (default) or JSON with call ids (env CALLGUARD_LOG_FORMAT)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module, help_text in COMMANDS:
         if selected is not None and name == selected:
@@ -44,11 +45,13 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     names = {name for name, _, _ in COMMANDS}
-    selected = next((a for a in argv if not a.startswith("-")), None)
+    selected = next((a for i, a in enumerate(argv)
+                     if not a.startswith("-") and (i == 0 or argv[i - 1] != "--log-format")), None)
     parser = build_parser(selected if selected in names else None)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from plugin.logs import setup
+
+    setup(args.verbose, args.log_format)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2

@@ -18,6 +18,7 @@ from detector.chunking import SpeechChunk
 from plugin import metrics
 from plugin.bus import Bus, make_message
 from plugin.config import Config, Policy
+from plugin.logs import call_context
 from plugin.media import LegTap, MediaEndpoint
 from plugin.policy import LegEvidence
 from plugin.review import Capture
@@ -65,7 +66,8 @@ class Guard:
         call.policy = policy.name
         legs = self.adapter.legs_of(call, policy.legs)
         log.info("call %s (%s, endpoint %s, exten %s): policy %s guards %s", call.call_id, call.mode,
-                 call.info.endpoint, call.info.exten, policy.name, ", ".join(lg.leg for lg in legs) or "nothing")
+                 call.info.endpoint, call.info.exten, policy.name, ", ".join(lg.leg for lg in legs) or "nothing",
+                 extra=call_context(call.call_id))
         await asyncio.gather(*(self._tap_leg(call, leg, policy) for leg in legs))
 
     async def _tap_leg(self, call: Call, leg: Leg, policy: Policy) -> None:
@@ -89,9 +91,11 @@ class Guard:
             state.tap_setup_s = await self.adapter.tap(leg, register)
             state.tapped_at = time.time()
             log.info("tap on %s leg of %s ready in %.0f ms (media from %s:%s)", leg.leg, call.call_id,
-                     state.tap_setup_s * 1000, *(state.addr or ("?", 0)))
+                     state.tap_setup_s * 1000, *(state.addr or ("?", 0)),
+                     extra=call_context(call.call_id, leg.leg, leg.channel_id))
         except Exception as exc:  # fail open: the call goes on untapped
-            log.warning("could not tap %s leg of %s: %s", leg.leg, call.call_id, exc)
+            log.warning("could not tap %s leg of %s: %s", leg.leg, call.call_id, exc,
+                        extra=call_context(call.call_id, leg.leg, leg.channel_id))
             self.legs.pop(leg.key, None)
             call.legs.pop(leg.leg, None)
             self._unregister(state)
@@ -194,7 +198,8 @@ class Guard:
             state.first_verdict_at = now
         state.verdict_history.append({"chunk_index": chunk.index, "verdict": verdict, "ts": round(now, 6)})
         log.info("%s leg of %s: %s -> %s (evidence %.3f after %d chunk(s))", state.leg.leg, state.leg.call_id,
-                 previous, verdict, evidence or 0.0, state.evidence.n_scored)
+                 previous, verdict, evidence or 0.0, state.evidence.n_scored,
+                 extra=call_context(state.leg.call_id, state.leg.leg, state.leg.channel_id))
         await self.bus.publish(make_message(
             "verdict", chunk_index=chunk.index, chunk_start_s=chunk.start_s, score=evidence, verdict=verdict,
             previous_verdict=previous, evidence=None if evidence is None else round(evidence, 6),

@@ -24,6 +24,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from plugin.config import Policy
+from plugin.logs import call_context
 from plugin.redis_conn import RedisTls, make_redis
 from plugin.telephony import Leg, TelephonyAdapter
 
@@ -121,7 +122,8 @@ class Reactor:
             if "warn_started_s" in done and policy.hangup_grace_s > 0:
                 await asyncio.sleep(policy.hangup_grace_s)  # let the warning be heard first
             self._hung_up.add(key)
-            log.warning("hanging up %s (%s leg judged spoof, policy %s)", leg.channel_id, leg.leg, policy.name)
+            log.warning("hanging up %s (%s leg judged spoof, policy %s)", leg.channel_id, leg.leg, policy.name,
+                        extra=call_context(leg.call_id, leg.leg, leg.channel_id))
             if await self._safe("hangup", self.adapter.hangup(leg)):
                 done["hangup_s"] = time.time() - t_msg
         self.latencies.append(done)
