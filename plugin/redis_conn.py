@@ -88,7 +88,10 @@ def describe_error(exc: BaseException) -> str:
         return "timed out (is the server up, and is redis:// vs rediss:// right for this port?)"
     if any(isinstance(e, RedisConnectionError | OSError) for e in chain):
         if "closed by server" in text or "Connection reset" in text:
-            return ("connection closed by the server (a TLS port spoken to without TLS? use rediss://)")
+            # TLS 1.3 checks a required client certificate after the handshake: the client may only see the
+            # server hang up, just as when a TLS port is spoken to in plain text
+            return ("connection closed by the server (a TLS port spoken to without TLS? use rediss://; or, over "
+                    "TLS, does the server want a client certificate: redis.tls_cert_file / tls_key_file?)")
         return f"cannot connect: {exc}"
     if isinstance(exc, ResponseError | RedisError):
         return f"server error: {exc.__class__.__name__}"
