@@ -37,7 +37,28 @@ def speech_chunks(n: int) -> list[Any]:
             for i in range(n)]
 
 
-async def _throughput(target: Any, detector: str, chunks: list[Any], max_pending: int, stream: str) -> dict[str, Any]:
+async def _wait_for_workers(target: Any, stream: str, n: int, timeout: float = 120.0) -> None:
+    """Until ``n`` workers have loaded their detector and joined the stream: the clock must not count one
+    worker's start-up as the others' idle time (with a fast detector, one worker could otherwise take every
+    chunk before the second one had started)."""
+    import redis.asyncio as aioredis
+
+    from plugin.scoring import workers_key
+
+    client = aioredis.Redis.from_url(target.url, password=target.password or None)
+    try:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            if await client.hlen(workers_key(stream)) >= n:
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"{n} workers did not join {stream} within {timeout:.0f} s")
+    finally:
+        await client.aclose()
+
+
+async def _throughput(target: Any, detector: str, chunks: list[Any], max_pending: int, stream: str,
+                      n_workers: int = 1) -> dict[str, Any]:
     from plugin.scoring import ChunkJob, RemoteScoringService
 
     results: list[Any] = []
@@ -52,6 +73,7 @@ async def _throughput(target: Any, detector: str, chunks: list[Any], max_pending
                                queue_size=len(chunks) + 1, max_pending=max_pending, result_timeout_s=60,
                                on_result=on_result)
     await svc.start(timeout=120)
+    await _wait_for_workers(target, stream, n_workers)
     t0 = time.perf_counter()
     for i, c in enumerate(chunks):
         svc.submit(ChunkJob(f"leg-{i % 50}", c))
@@ -91,7 +113,7 @@ def bench_workers(n_chunks: int = 400, detector: str = "gbm", counts: tuple[int,
             try:
                 cpu0 = {p.pid: _cpu_s(p.pid) for p in procs}
                 t0 = time.perf_counter()
-                run = asyncio.run(_throughput(target, detector, chunks, max_pending, stream))
+                run = asyncio.run(_throughput(target, detector, chunks, max_pending, stream, n_workers=n))
                 wall = time.perf_counter() - t0
                 run["workers"] = n
                 run["worker_cpu_cores"] = round(sum(_cpu_s(p.pid) - cpu0[p.pid] for p in procs) / wall, 2)

@@ -426,6 +426,11 @@ def info_key(stream: str) -> str:
     return f"{stream}:detector"
 
 
+def workers_key(stream: str) -> str:
+    """Hash of the workers that have loaded their detector and read the stream: consumer -> time it joined."""
+    return f"{stream}:workers"
+
+
 @dataclass
 class _InFlight:
     job: ChunkJob

@@ -35,7 +35,7 @@ from redis.exceptions import ResponseError
 
 from plugin import metrics
 from plugin.config import ConfigError, DetectorConfig, RedisConfig, _section
-from plugin.scoring import decode_pcm16, detector_info, info_key, resolve_loader, score_chunk
+from plugin.scoring import decode_pcm16, detector_info, info_key, resolve_loader, score_chunk, workers_key
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ class ChunkWorker:
         await self.redis.hset(info_key(self.stream), mapping={
             "name": info.name, "version": info.version, "warn": repr(info.warn), "hangup": repr(info.hangup),
             "eer": repr(info.eer), "requested": self.requested})
+        await self.redis.hset(workers_key(self.stream), self.consumer, repr(time.time()))
         log.info("worker %s: detector %s %s on stream %r, group %r (claims chunks idle %d ms)", self.consumer,
                  info.name, info.version, self.stream, self.group, self.claim_idle_ms)
 
