@@ -130,6 +130,11 @@ class LegTap:
                 pcm = np.frombuffer(payload, ">i2", usable // 2).astype(np.float64)
         if self._decim is not None:
             pcm = self._decim(pcm)
+        self.push_8k(pcm, now)
+
+    def push_8k(self, pcm: np.ndarray, now: float) -> None:
+        """Decoded 8 kHz samples (int16 range, float) into 20 ms frames, the speech chunker and ``on_chunk``;
+        shared by RTP taps and raw unicast taps (``plugin.unicast``)."""
         self._pending = np.concatenate([self._pending, pcm]) if self._pending.size else pcm
         while self._pending.size >= _FRAME_8K:
             frame = np.clip(np.rint(self._pending[:_FRAME_8K]), -32768, 32767).astype(np.int16)

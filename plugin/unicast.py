@@ -22,7 +22,6 @@ import time
 import numpy as np
 
 from detector.audio import ALAW_TO_PCM, DETECTOR_RATE, ULAW_TO_PCM
-from detector.chunking import FRAME_MS
 from plugin import metrics
 from plugin.media import Decimator, LegTap
 
@@ -30,7 +29,6 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("l16", "pcmu", "pcma")
 MAX_DATAGRAM = 8192  # 256 ms of 16 kHz L16; anything larger is not an audio frame
-_FRAME_8K = DETECTOR_RATE * FRAME_MS // 1000
 
 
 class RawAudioFeed:
@@ -44,7 +42,6 @@ class RawAudioFeed:
         self.fmt, self.rate = fmt, rate
         self.width = 2 if fmt == "l16" else 1
         self._decim = Decimator() if rate != DETECTOR_RATE else None
-        self._pending = np.zeros(0, np.float64)
         self.cng_frames = 0
 
     def __call__(self, tap: LegTap, data: bytes, now: float | None = None) -> None:
@@ -75,13 +72,4 @@ class RawAudioFeed:
             pcm = table[np.frombuffer(data, np.uint8, usable)].astype(np.float64)
         if self._decim is not None:
             pcm = self._decim(pcm)
-        self._pending = np.concatenate([self._pending, pcm]) if self._pending.size else pcm
-        while self._pending.size >= _FRAME_8K:
-            frame = np.clip(np.rint(self._pending[:_FRAME_8K]), -32768, 32767).astype(np.int16)
-            self._pending = self._pending[_FRAME_8K:]
-            st.frames += 1
-            for chunk in tap.chunker.push(frame):
-                st.chunks += 1
-                if st.speech_onset_at is None:
-                    st.speech_onset_at = now - (chunk.end_s - chunk.start_s)
-                tap.on_chunk(tap.key, chunk)
+        tap.push_8k(pcm, now)
