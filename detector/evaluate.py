@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -103,6 +104,45 @@ def detector_sections(name: str, detector: Detector, rows: list[dict], scores: n
         lines.append(f"| {s} | {rows[spk[s][0]].get('language', '')} | {len(v)} | {_pct(fa[0])} | {_pct(fa[1])} | "
                      f"{_pct(fa[2])} |")
     summary["worst_speaker_far_hangup"] = worst
+    policy_lines, policy_summary = policy_section(th, rows, labels, scores)
+    summary.update(policy_summary)
+    return lines + [""] + policy_lines, summary
+
+
+def policy_section(th: Any, rows: list[dict], labels: np.ndarray, scores: np.ndarray) -> tuple[list[str], dict]:
+    """What the live policy decides: each threshold against the rolling mean it is compared with in service
+    (``warn_window`` / ``hangup_window`` consecutive chunks of one recording; the policy's default 3 when the
+    calibration does not say), bona fide false alarms overall and per speaker, and spoof windows missed."""
+    from detector.train_gbm import EVIDENCE_WINDOW, evidence_scores
+
+    windows = {"warn": th.warn_window or EVIDENCE_WINDOW, "hangup": th.hangup_window or EVIDENCE_WINDOW}
+    lines = ["### Live policy: rolling evidence (mean of consecutive chunks of one recording)", "",
+             "| decision | threshold | chunks averaged | bona fide windows | false alarms | spoof windows | "
+             "misses |", "|---|---|---|---|---|---|---|"]
+    summary: dict = {}
+    per_speaker: dict[str, dict[str, float]] = defaultdict(dict)
+    bona_idx = defaultdict(list)
+    for i, r in enumerate(rows):
+        if r["label"] == "bonafide":
+            bona_idx[r["speaker"]].append(i)
+    for name, t in (("warn", th.warn), ("hangup", th.hangup)):
+        w = windows[name]
+        ev_y, ev = evidence_scores(rows, labels.astype(int), scores, window=w)
+        far = float((ev[ev_y == 0] >= t).mean()) if (ev_y == 0).any() else float("nan")
+        miss = float((ev[ev_y == 1] < t).mean()) if (ev_y == 1).any() else float("nan")
+        summary[f"policy_far_{name}"], summary[f"policy_miss_{name}"] = far, miss
+        lines.append(f"| {name} | {t:.4f} | {w} | {int((ev_y == 0).sum())} | {_pct(far)} | {int((ev_y == 1).sum())} "
+                     f"| {_pct(miss)} |")
+        for spk, idx in bona_idx.items():
+            sub = [rows[i] for i in idx]
+            _, e = evidence_scores(sub, np.zeros(len(idx), dtype=int), scores[np.array(idx)], window=w)
+            per_speaker[spk][name] = float((e >= t).mean())
+    worst = max(per_speaker.items(), key=lambda kv: kv[1]["hangup"], default=(None, {"hangup": 0.0}))
+    summary["policy_worst_speaker_far_hangup"] = worst[1]["hangup"]
+    lines += ["", f"Worst speaker at hang-up: {worst[0]} ({_pct(worst[1]['hangup'])} of its windows). Per speaker, "
+              "share of evidence windows at or above each threshold:", "",
+              "| speaker | at warn | at hangup |", "|---|---|---|"]
+    lines += [f"| {spk} | {_pct(v['warn'])} | {_pct(v['hangup'])} |" for spk, v in sorted(per_speaker.items())]
     return lines + [""], summary
 
 

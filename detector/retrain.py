@@ -40,7 +40,7 @@ from detector.featcache import corpus_features
 from detector.features import FEATURE_SCHEMA_VERSION, feature_names
 from detector.gbm import CALIBRATION_FILE, MODEL_FILE, GBMDetector
 from detector.metrics import eer, rates_at
-from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, calibrate, model_card
+from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, calibrate, evidence_windows, model_card
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def retrain(corpus_dir: str | Path, review_dir: str | Path, models_dir: str | Pa
                         callbacks=[lgb.early_stopping(settings.early_stopping, first_metric_only=True, verbose=False)])
     best = booster.best_iteration or booster.current_iteration()
     dev_scores = booster.predict(x_dev, num_iteration=best)
-    thresholds = calibrate(y_dev, dev_scores)
+    thresholds = calibrate(y_dev, dev_scores, dev)  # on the live policy's evidence windows, as `train gbm` does
     dev_rates = rates_at(y_dev, dev_scores, thresholds["eer"])
 
     name = versions.new_version_name(models_dir)
@@ -200,6 +200,7 @@ def retrain(corpus_dir: str | Path, review_dir: str | Path, models_dir: str | Pa
         "version": model_version, "feature_schema": FEATURE_SCHEMA_VERSION, "feature_names": names,
         "best_iteration": best, "params": params, "resumed_from_round": start_rounds,
         "thresholds": {k: thresholds[k] for k in ("eer", "far_1pct", "far_0_1pct")},
+        "evidence_windows": evidence_windows(thresholds),
         "dev": {"eer": thresholds["dev_eer"], "accuracy_at_eer_threshold": dev_rates["accuracy"],
                 "n_bonafide": int((y_dev == 0).sum()), "n_spoof": int((y_dev == 1).sum())},
         "train": {"n_bonafide": int((y_train == 0).sum()), "n_spoof": int((y_train == 1).sum()),

@@ -27,19 +27,26 @@ class Thresholds:
     """Score thresholds fixed on the dev split (never on eval).
 
     ``eer``: the dev equal-error-rate point; ``warn``: 1 % false alarms on dev bona fide speech;
-    ``hangup``: 0.1 % false alarms on dev bona fide speech.
+    ``hangup``: 0.1 % false alarms on dev bona fide speech. ``warn_window`` / ``hangup_window``: how many
+    consecutive chunk scores were averaged when each threshold was measured (the live policy compares the
+    same rolling mean with it); None when the calibration does not say (per chunk, or an older model).
     """
 
     eer: float
     warn: float
     hangup: float
+    warn_window: int | None = None
+    hangup_window: int | None = None
 
     @classmethod
     def from_calibration(cls, path: Path) -> Thresholds:
         try:
             cal = json.loads(path.read_text())
             t = cal["thresholds"]
-            return cls(eer=float(t["eer"]), warn=float(t["far_1pct"]), hangup=float(t["far_0_1pct"]))
+            w = cal.get("evidence_windows") or {}
+            return cls(eer=float(t["eer"]), warn=float(t["far_1pct"]), hangup=float(t["far_0_1pct"]),
+                       warn_window=int(w["warn"]) if w.get("warn") else None,
+                       hangup_window=int(w["hangup"]) if w.get("hangup") else None)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"{path}: unreadable calibration ({exc})") from exc
 

@@ -96,3 +96,30 @@ def test_warn_and_hangup_thresholds_are_set_on_the_policys_rolling_evidence_per_
     # the lone 0.9 chunk sets the per-chunk threshold; averaged over the window it is 0.37
     assert calibrate(labels, scores)["far_1pct"] > 0.8
     assert calibrate(labels, scores, rows)["far_1pct"] < 0.4
+
+
+def test_hangup_threshold_is_measured_on_the_longer_hangup_window_and_the_calibration_says_so(tmp_path):
+    from detector.scoring import Thresholds
+    from detector.train_gbm import HANGUP_WINDOW, calibrate, evidence_windows
+
+    # a bona fide recording of 12 chunks with two loud chunks three apart: the 3-chunk mean peaks at 0.63,
+    # the 5-chunk mean at 0.46, so the hang-up threshold (taken on 5-chunk windows) sits lower
+    bona = [0.1] * 12
+    bona[4] = bona[7] = 0.9
+    rows = [{"job": "b1", "start_s": str(2 * i), "path": f"b1-{i}"} for i in range(12)]
+    rows += [{"job": "s1", "start_s": str(2 * i), "path": f"s1-{i}"} for i in range(6)]
+    labels = np.array([0] * 12 + [1] * 6)
+    scores = np.array(bona + [0.95] * 6)
+    th = calibrate(labels, scores, rows)
+    assert (th["warn_window"], th["hangup_window"]) == (3, HANGUP_WINDOW) and HANGUP_WINDOW > 3
+    assert th["far_0_1pct"] == pytest.approx((0.9 * 2 + 0.1 * 3) / 5, abs=1e-6)
+    per_chunk = calibrate(labels, scores)
+    assert (per_chunk["warn_window"], per_chunk["hangup_window"]) == (1, 1)
+
+    cal = tmp_path / "cal.json"
+    cal.write_text(json.dumps({"thresholds": {"eer": 0.5, "far_1pct": 0.9, "far_0_1pct": 0.99},
+                               "evidence_windows": evidence_windows(th)}))
+    t = Thresholds.from_calibration(cal)
+    assert (t.warn_window, t.hangup_window) == (3, HANGUP_WINDOW)
+    cal.write_text(json.dumps({"thresholds": {"eer": 0.5, "far_1pct": 0.9, "far_0_1pct": 0.99}}))
+    assert Thresholds.from_calibration(cal).hangup_window is None  # an older calibration: the policy decides
