@@ -146,6 +146,9 @@ class DetectorConfig:
     max_pending: int = 64  # chunks of this plugin in the stream unanswered; beyond it the queue sheds
     result_timeout_ms: int = 15000  # no result by then: the chunk is reported skipped
     claim_idle_ms: int = 5000  # workers claim chunks of a dead worker pending this long (XAUTOCLAIM)
+    # hot reload: poll <models_dir>/versions/current this often and switch to a newly installed model
+    # without dropping calls or chunks (plugin and workers); 0 disables
+    reload_interval_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,7 @@ _SCALAR_SECTIONS: dict[str, type] = {"ari": AriConfig, "redis": RedisConfig, "me
                                      "telephony": TelephonyConfig, "freeswitch": FreeSwitchConfig}
 _SECRET_KEYS = {"ari.password", "redis.password", "http.token", "freeswitch.password"}
 HTTP_TOKEN_MIN_LEN = 16
+RELOAD_INTERVAL_RANGE_S = (0.1, 86400.0)  # detector.reload_interval_s: 0 (off) or within this range
 
 
 def _coerce(key: str, value: Any, kind: type) -> Any:
@@ -220,6 +224,13 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
         if text in ("false", "no", "off", "0"):
             return False
         raise ConfigError(f"{key}: expected true or false")
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (ValueError, OverflowError):  # OverflowError: an integer beyond float's range
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
     if kind is int:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
@@ -245,7 +256,7 @@ def _section(name: str, raw: Mapping[str, Any], env: Mapping[str, str]) -> Any:
         env_key = f"{ENV_PREFIX}{name.upper()}_{k.upper()}"
         if env_key in env:
             values[k] = env[env_key]
-    kinds = {"int": int, "str": str, "bool": bool}
+    kinds = {"int": int, "str": str, "bool": bool, "float": float}
     out = {}
     for k, v in values.items():
         kind = kinds.get(str(known[k].type), str)
@@ -418,6 +429,7 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, *
     for k in ("max_pending", "result_timeout_ms", "claim_idle_ms"):
         if getattr(det, k) < 1:
             raise ConfigError(f"detector.{k}: must be >= 1, got {getattr(det, k)}")
+    check_reload_interval(det.reload_interval_s)
     if det.mode == "redis" and det.result_timeout_ms <= det.claim_idle_ms:
         raise ConfigError("detector.result_timeout_ms: must exceed detector.claim_idle_ms (a dead worker's "
                           "chunk is claimed by another after claim_idle_ms)")
@@ -469,6 +481,14 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, *
     return Config(ari=ari, redis=redis, media=media, detector=det, policies=policies, routes=tuple(routes),
                   default_policy=default_policy, http=http, capture=_capture(raw.get("capture", {}), env),
                   telephony=tel, freeswitch=fs)
+
+
+def check_reload_interval(seconds: float) -> None:
+    """``detector.reload_interval_s``: 0 (hot reload off) or a finite number of seconds in range."""
+    low, high = RELOAD_INTERVAL_RANGE_S
+    if seconds != 0 and not low <= seconds <= high:  # NaN fails both
+        raise ConfigError(f"detector.reload_interval_s: expected 0 (off) or seconds between {low:g} and {high:g}, "
+                          f"got {seconds!r}")
 
 
 def _check_freeswitch(fs: FreeSwitchConfig) -> None:

@@ -52,12 +52,28 @@ class Guard:
         self.config, self.adapter, self.media, self.scoring, self.bus = config, adapter, media, scoring, bus
         self.legs: dict[str, LegState] = {}
         scoring.on_result = self._on_result
+        scoring.on_reload = self.detector_reloaded  # hot reload (issue #9): live legs take the new thresholds
         self.capture = Capture.from_config(config)  # review store (issue #9); off unless [capture] enabled
 
     @property
     def detector(self) -> DetectorInfo:
         assert self.scoring.info is not None, "scoring not started"
         return self.scoring.info
+
+    def detector_reloaded(self, old: DetectorInfo, new: DetectorInfo) -> None:
+        """Another detector took over (``ScoringService.reload``): every live leg judges its next chunks with
+        the new warn/hangup thresholds; the evidence it collected and its verdict so far stay. Legs tapped
+        from now on start with them anyway (``self.detector`` is the new info)."""
+        refreshed = 0
+        for state in list(self.legs.values()):
+            try:
+                state.evidence.set_thresholds(new.warn, new.hangup)
+                refreshed += 1
+            except ValueError as exc:  # checked by the reload already; keep the leg's old thresholds
+                log.error("%s leg of %s keeps its thresholds: %s", state.leg.leg, state.leg.call_id, exc)
+        log.info("detector reloaded: %s %s -> %s %s, warn %.3f -> %.3f, hangup %.3f -> %.3f; %d live leg(s) "
+                 "refreshed", old.name, old.version, new.name, new.version, old.warn, new.warn, old.hangup,
+                 new.hangup, refreshed)
 
     # ------------------------------------------------------------------ CallEvents
     async def call_started(self, call: Call) -> None:
@@ -161,9 +177,11 @@ class Guard:
         if key in self.legs:
             self.scoring.submit(ChunkJob(leg=key, chunk=chunk, meta=time.time()))
 
-    def _base(self, state: LegState) -> dict[str, Any]:
+    def _base(self, state: LegState, detector: DetectorInfo | None = None) -> dict[str, Any]:
+        """Fields common to a leg's messages; ``detector``: the one that scored the chunk (default: current)."""
+        det = detector or self.detector
         return {"call_id": state.leg.call_id, "channel_id": state.leg.channel_id, "leg": state.leg.leg,
-                "detector": self.detector.name, "detector_version": self.detector.version,
+                "detector": det.name, "detector_version": det.version,
                 "policy": state.policy.name, **state.caller}
 
     async def _on_result(self, result: ScoreResult) -> None:
@@ -182,11 +200,12 @@ class Guard:
         state.chunk_timings.append({"chunk_index": chunk.index, "start_s": chunk.start_s, "end_s": chunk.end_s,
                                     "score": result.score, **timings})
         evidence = state.evidence.evidence
-        self.capture.offer(self._base(state), chunk, result.score, verdict, evidence, self.detector)  # never raises
+        det = result.detector or self.detector  # the version that scored this chunk (a reload may be under way)
+        self.capture.offer(self._base(state, det), chunk, result.score, verdict, evidence, det)  # never raises
         await self.bus.publish(make_message(
             "chunk", chunk_index=chunk.index, chunk_start_s=chunk.start_s, score=result.score,
             verdict=verdict, evidence=None if evidence is None else round(evidence, 6), error=result.error,
-            timings=timings, **self._base(state)))
+            timings=timings, **self._base(state, det)))
         if result.job.meta:  # chunk end -> published, for the /metrics histogram
             metrics.observe_verdict_latency(time.time() - float(result.job.meta))
         if not changed:
@@ -204,7 +223,7 @@ class Guard:
             "verdict", chunk_index=chunk.index, chunk_start_s=chunk.start_s, score=evidence, verdict=verdict,
             previous_verdict=previous, evidence=None if evidence is None else round(evidence, 6),
             actions=list(state.policy.actions.get(verdict, ())), warn_media=state.policy.warn_media,
-            timings=timings, seq=len(state.verdict_history), **self._base(state)))
+            timings=timings, seq=len(state.verdict_history), **self._base(state, det)))
         metrics.inc(metrics.VERDICT_PREFIX + verdict)
 
     async def _publish_summary(self, state: LegState, reason: str) -> None:

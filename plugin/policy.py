@@ -30,9 +30,19 @@ class LegEvidence:
     def __post_init__(self) -> None:
         if self.window < 1 or self.min_chunks < 1:
             raise ValueError("window and min_chunks must be >= 1")
-        if not 0.0 <= self.warn <= self.hangup <= 1.0:
-            raise ValueError(f"thresholds must satisfy 0 <= warn <= hangup <= 1 (got {self.warn}, {self.hangup})")
+        self._check(self.warn, self.hangup)
         self.scores = deque(maxlen=self.window)
+
+    @staticmethod
+    def _check(warn: float, hangup: float) -> None:
+        if not 0.0 <= warn <= hangup <= 1.0:
+            raise ValueError(f"thresholds must satisfy 0 <= warn <= hangup <= 1 (got {warn}, {hangup})")
+
+    def set_thresholds(self, warn: float, hangup: float) -> None:
+        """New thresholds (a reloaded detector's) for the chunks to come; the scores collected and the
+        verdict so far stay as they are (the next scored chunk decides with the new thresholds)."""
+        self._check(warn, hangup)
+        self.warn, self.hangup = float(warn), float(hangup)
 
     @property
     def evidence(self) -> float | None:

@@ -19,6 +19,14 @@ treated as evidence of a spoof. A local worker process that dies (crash, OOM kil
 chunks with it: the pool is replaced and each such chunk is scored again once; a chunk that was in flight
 when a worker died twice is reported as skipped (``skipped=True``, ``error`` says so, metric
 ``chunks_skipped``) instead of being retried forever.
+
+Hot reload (issue #9): ``ScoringService.reload()`` starts a second pool on the same model directory, waits
+until every one of its workers has loaded the detector and answered, and only then swaps: chunks taken from
+the queue afterwards go to the new pool, chunks already in flight finish on the old one, which is then shut
+down off the event loop. Nothing is dropped or scored twice; a pool that fails to load is thrown away and
+the old one goes on serving (``ReloadError``, metric ``detector_reload_failures``). Every result carries
+the ``DetectorInfo`` of the worker that scored it (``ScoreResult.detector``), so messages name the version
+that really scored each chunk; ``on_reload(old, new)`` tells the owner (the guard refreshes its thresholds).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import os
 import secrets
 import socket
 import sys
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
@@ -52,6 +61,12 @@ log = logging.getLogger(__name__)
 
 SHED_LOG_INTERVAL_S = 5.0
 MAX_ATTEMPTS = 2  # a chunk whose worker died is scored once more, then skipped
+RELOAD_TIMEOUT_S = 120.0  # a new pool must have loaded its detector in every worker by then
+RETIRE_TIMEOUT_S = 30.0  # an old pool's in-flight chunks get this long before it is left to die
+
+
+class ReloadError(RuntimeError):
+    """A new detector could not be loaded (or checked); the one loaded before keeps serving."""
 
 
 @dataclass(frozen=True)
@@ -81,11 +96,13 @@ class ScoreResult:
     scoring_s: float
     skipped: bool = False  # never scored: its worker died on it (twice), or no worker answered in time
     worker: str | None = None  # remote mode: the consumer that scored it
+    detector: DetectorInfo | None = None  # the detector that scored it (None: not known, e.g. an old worker)
 
 
 # ------------------------------------------------------------------------------ worker process side
 _DETECTOR: Any = None
 _LOAD_ERROR: str | None = None
+_INFO: DetectorInfo | None = None  # detector_info(_DETECTOR), computed once
 
 
 def _die_with_parent() -> None:
@@ -101,9 +118,10 @@ def _die_with_parent() -> None:
 
 
 def _init_worker(loader: str, name: str, models_dir: str) -> None:
-    global _DETECTOR, _LOAD_ERROR
+    global _DETECTOR, _LOAD_ERROR, _INFO
     os.environ["OMP_NUM_THREADS"] = "1"
     _die_with_parent()
+    _DETECTOR, _LOAD_ERROR, _INFO = None, None, None
     try:
         _DETECTOR = resolve_loader(loader)(name, models_dir or None)
     except Exception as exc:  # reported by _worker_info, not by a broken pool
@@ -152,10 +170,36 @@ def _worker_pid() -> int:
     return os.getpid()
 
 
+def _worker_hello(pause: float) -> tuple[int, int, DetectorInfo]:
+    """(process id, thread id, detector info) of the worker answering. ``pause`` keeps a worker that is
+    ready from answering every hello while another is still loading its detector."""
+    info = _worker_info()
+    if pause:
+        time.sleep(pause)
+    return os.getpid(), threading.get_ident(), info
+
+
 def _score_one(audio: np.ndarray) -> float:
     if _DETECTOR is None:
         raise RuntimeError(_LOAD_ERROR or "detector not loaded")
     return score_chunk(_DETECTOR, audio)
+
+
+def _score_one_stamped(audio: np.ndarray) -> tuple[float, DetectorInfo | None]:
+    """A chunk's score and the info of the detector that computed it (a few dozen bytes more to pickle)."""
+    global _INFO
+    score = _score_one(audio)
+    if _INFO is None and _DETECTOR is not None:
+        _INFO = detector_info(_DETECTOR)
+    return score, _INFO
+
+
+def check_info(info: DetectorInfo) -> None:
+    """Thresholds the policy can use (0 <= warn <= hangup <= 1), else ValueError."""
+    values = (info.warn, info.hangup)
+    if not all(isinstance(v, float) and np.isfinite(v) for v in values) or not 0.0 <= info.warn <= info.hangup <= 1.0:
+        raise ValueError(f"detector {info.name} {info.version}: thresholds must satisfy 0 <= warn <= hangup <= 1 "
+                         f"(got warn={info.warn!r}, hangup={info.hangup!r})")
 
 
 # ------------------------------------------------------------------------------ the fair queue
@@ -256,10 +300,14 @@ class _ScoringBase:
         self._shed_log = ShedLog()
         self._tasks: list[asyncio.Task[None]] = []
         self.info: DetectorInfo | None = None
+        # called on the event loop as (old, new) when another detector takes over (a hot reload)
+        self.on_reload: Callable[[DetectorInfo, DetectorInfo], None] | None = None
         self.scored = 0
         self.errors = 0
         self.skipped = 0
         self.rescored = 0
+        self.reloads = 0
+        self.reload_failures = 0
 
     @property
     def shed(self) -> int:
@@ -306,6 +354,26 @@ class _ScoringBase:
         except Exception:
             log.exception("scoring result handler failed")
 
+    def _adopt(self, new: DetectorInfo) -> None:
+        """``new`` is the detector from now on: count it and tell ``on_reload`` (which must not raise)."""
+        old, self.info = self.info, new
+        self.reloads += 1
+        metrics.inc("detector_reloads")
+        if self.on_reload is None or old is None:
+            return
+        try:
+            self.on_reload(old, new)
+        except Exception:
+            log.exception("detector reload handler failed")
+
+    def _reload_failed(self, reason: str) -> ReloadError:
+        self.reload_failures += 1
+        metrics.inc("detector_reload_failures")
+        cur = self.info
+        log.error("detector reload failed, %s %s keeps serving: %s", cur.name if cur else "?",
+                  cur.version if cur else "?", reason)
+        return ReloadError(reason)
+
     async def _cancel_tasks(self) -> None:
         for t in self._tasks:
             t.cancel()
@@ -328,20 +396,109 @@ class ScoringService(_ScoringBase):
         self._executor = executor
         self._own_executor = executor is None
         self.pool_restarts = 0
+        self._reload_lock = asyncio.Lock()
+        self._closed = False
 
     async def start(self, timeout: float = 120.0) -> DetectorInfo:
         loop = asyncio.get_running_loop()
         if self._executor is None:
             self._executor = self._new_pool()
-        # one call per worker at once: the pool starts (and loads the detector in) every process now, not
-        # lazily on the first busy moment, when a model load would stall scoring for a second or more
-        infos = await asyncio.wait_for(asyncio.gather(*(loop.run_in_executor(self._executor, _worker_info)
-                                                        for _ in range(self.workers))), timeout)
-        self.info = infos[0]
+        if self._own_executor:
+            self.info = await self._handshake(self._executor, timeout)
+        else:  # a caller's executor (tests): one call per worker
+            infos = await asyncio.wait_for(asyncio.gather(*(loop.run_in_executor(self._executor, _worker_info)
+                                                            for _ in range(self.workers))), timeout)
+            self.info = infos[0]
         self._tasks = [asyncio.create_task(self._run(), name=f"scoring-{i}") for i in range(self.workers)]
         log.info("detector %s %s ready in %d worker(s): warn=%.3f hangup=%.3f", self.info.name,
                  self.info.version, self.workers, self.info.warn, self.info.hangup)
         return self.info
+
+    async def _handshake(self, pool: Executor, timeout: float) -> DetectorInfo:
+        """Wait until every worker of ``pool`` has loaded its detector and answered; their common info.
+
+        The pool starts (and loads the detector in) every process now, not lazily on the first busy moment,
+        when a model load would stall scoring for a second or more. A worker that failed to load raises
+        here (its load error), one that died raises ``BrokenExecutor``, a slow one ``TimeoutError``."""
+        loop = asyncio.get_running_loop()
+        seen: dict[tuple[int, int], DetectorInfo] = {}
+
+        async def rounds() -> None:
+            pause = 0.0
+            while len(seen) < self.workers:
+                answers = await asyncio.gather(*(loop.run_in_executor(pool, _worker_hello, pause)
+                                                 for _ in range(self.workers)))
+                for pid, tid, info in answers:
+                    seen[(pid, tid)] = info
+                pause = 0.05
+
+        await asyncio.wait_for(rounds(), timeout)
+        infos = set(seen.values())
+        if len(infos) > 1:
+            raise RuntimeError("the workers loaded different detectors (the model changed while they loaded): "
+                               + ", ".join(sorted(f"{i.name} {i.version}" for i in infos)))
+        return infos.pop()
+
+    async def reload(self, timeout: float = RELOAD_TIMEOUT_S) -> DetectorInfo:
+        """Load the detector again (the model files in ``models_dir`` changed) in a new pool and switch to it
+        without dropping a chunk. Returns the new info; raises ``ReloadError`` (logged, counted) when the new
+        pool does not load, in which case the old pool goes on serving untouched."""
+        if self.info is None:
+            raise RuntimeError("scoring not started")
+        if not self._own_executor:
+            raise ReloadError("cannot reload a detector whose executor the caller supplied")
+        async with self._reload_lock:
+            started = time.monotonic()
+            old_info = self.info
+            new = self._new_pool()
+            try:
+                info = await self._handshake(new, timeout)
+                check_info(info)
+            except asyncio.CancelledError:
+                await self._retire(new, wait=False)
+                raise
+            except Exception as exc:
+                await self._retire(new, wait=False)
+                reason = (f"no answer from the new detector workers within {timeout:g} s"
+                          if isinstance(exc, TimeoutError) else
+                          "a new detector worker died while loading the model" if isinstance(exc, BrokenExecutor)
+                          else f"{exc.__class__.__name__}: {exc}")
+                raise self._reload_failed(reason) from exc
+            if self._closed:  # closed while the new pool loaded
+                await self._retire(new, wait=False)
+                raise ReloadError("scoring was closed during the reload")
+            # the swap: no await from here to the end of _adopt, so every chunk popped later goes to `new`
+            old, self._executor = self._executor, new
+            self._adopt(info)
+            loaded_ms = (time.monotonic() - started) * 1000
+            log.info("detector reloaded: %s %s -> %s %s in %d worker(s), loaded in %.0f ms (warn %.3f, hangup "
+                     "%.3f); chunks in flight finish on the old workers", old_info.name, old_info.version, info.name,
+                     info.version, self.workers, loaded_ms, info.warn, info.hangup)
+            if old is not None:
+                await self._retire(old, wait=True)
+            return info
+
+    async def _retire(self, pool: Executor, *, wait: bool) -> None:
+        """Shut a pool down off the event loop. ``wait``: let its in-flight chunks finish first (they are
+        delivered as usual); else cancel what it has and end its processes (a pool that failed to load)."""
+
+        def stop() -> None:
+            if wait:
+                pool.shutdown(wait=True)
+                return
+            procs = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for p in procs:  # a worker may hang in its loader: do not wait for it
+                with contextlib.suppress(Exception):
+                    p.terminate()
+            for p in procs:
+                with contextlib.suppress(Exception):
+                    p.join(5)
+
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.to_thread(stop)), RETIRE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("old detector workers did not stop within %.0f s", RETIRE_TIMEOUT_S)
 
     def worker_pids(self) -> list[int]:
         """Process ids of the pool's live worker processes (benchmarks and crash tests)."""
@@ -354,7 +511,8 @@ class ScoringService(_ScoringBase):
 
     def _restart_pool(self, broken: Executor | None) -> None:
         """A worker died (crash, OOM kill): replace the pool, once per broken pool (several in-flight chunks
-        report the same death)."""
+        report the same death). A pool already swapped out by a reload is not replaced: its chunks are
+        scored again on the current one."""
         if not self._own_executor or broken is not self._executor:
             return
         self.pool_restarts += 1
@@ -365,6 +523,7 @@ class ScoringService(_ScoringBase):
             broken.shutdown(wait=False, cancel_futures=True)
 
     async def close(self) -> None:
+        self._closed = True
         await self._cancel_tasks()
         if self._executor is not None and self._own_executor:
             ex, self._executor = self._executor, None
@@ -381,10 +540,11 @@ class ScoringService(_ScoringBase):
             score: float | None = None
             error: str | None = None
             skipped = False
-            executor = self._executor
+            executor, info = self._executor, self.info  # read together: a reload swaps both at once
             job.attempts += 1
             try:
-                score = await loop.run_in_executor(executor, _score_one, job.chunk.audio)
+                score, stamped = await loop.run_in_executor(executor, _score_one_stamped, job.chunk.audio)
+                info = stamped or info
             except asyncio.CancelledError:
                 raise
             except BrokenExecutor:
@@ -408,7 +568,7 @@ class ScoringService(_ScoringBase):
                 metrics.inc("detector_errors")
                 log.warning("detector failed on chunk %d of leg %s: %s", job.chunk.index, job.leg, error)
             await self._deliver(ScoreResult(job=job, score=score, error=error, queued_s=started - job.enqueued_at,
-                                            scoring_s=time.monotonic() - started, skipped=skipped))
+                                            scoring_s=time.monotonic() - started, skipped=skipped, detector=info))
 
 
 # ------------------------------------------------------------------------------ remote (Redis Streams)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import signal
 import time
+from typing import Any
 
 from plugin import redis_conn
 from plugin.ari import AriClient
@@ -22,7 +24,7 @@ from plugin.media import MediaEndpoint
 from plugin.metrics import ServiceStatus
 from plugin.reactions import Reactor
 from plugin.redis_conn import RedisTls
-from plugin.scoring import make_scoring
+from plugin.scoring import ReloadError, ScoringService, make_scoring
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +52,14 @@ class Service:
         self.adapter: AsteriskAdapter | FreeSwitchAdapter | None = None
         self.guard: Guard | None = None
         self.reactor: Reactor | None = None
+        self._model_watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self._start_http()  # first, so /health answers (503) while the detector loads
         m = self.config.media
         host, port = await self.media.start(m.bind_host, m.port)
         log.info("media endpoint on udp %s:%d (%s)", host, port, m.format)
+        versions, installed = await self._installed_version()  # before loading: a promotion meanwhile is seen
         await self.scoring.start()
         r = self.config.redis
         problem = await self._check_redis()
@@ -72,6 +76,8 @@ class Service:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.reactor.subscribed.wait(), 5)
         await self.adapter.start(self.guard)
+        if versions is not None:
+            self._model_watch = asyncio.create_task(self._watch_models(versions, installed), name="model-watch")
         if self.esl is not None:
             log.info("callguard guarding FreeSWITCH calls via the event socket at %s:%d", self.esl.host,
                      self.esl.port)
@@ -88,6 +94,11 @@ class Service:
                                  guard_variable=f.guard_variable)
 
     async def close(self) -> None:
+        if self._model_watch is not None:
+            self._model_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._model_watch
+            self._model_watch = None
         if self.http is not None:
             await self.http.close()
         if self.adapter:
@@ -95,8 +106,52 @@ class Service:
         if self.reactor:
             await self.reactor.close()
         await self.scoring.close()
+        if self.guard is not None:  # the review store's writer thread: what is queued is written (<= 5 s)
+            await asyncio.to_thread(self.guard.capture.close)
         await self.bus.close()
         self.media.close()
+
+    # ------------------------------------------------------------------ hot reload of the detector (issue #9)
+    def _models_dir(self) -> str:
+        from detector.scoring import DEFAULT_MODELS_DIR
+
+        return self.config.detector.models_dir or str(DEFAULT_MODELS_DIR)
+
+    async def _installed_version(self) -> tuple[Any, Any]:
+        """(the ``detector.versions`` module, the version installed now), or (None, None) when hot reload is
+        off: ``[detector] reload_interval_s = 0``, remote scoring (the workers reload themselves) or the
+        wavlm detector (its model is not versioned)."""
+        det = self.config.detector
+        if det.reload_interval_s <= 0 or not isinstance(self.scoring, ScoringService) or det.name == "wavlm":
+            return None, None
+        try:  # imports the feature code (about a second): off the event loop
+            versions = await asyncio.to_thread(importlib.import_module, "detector.versions")
+            return versions, await asyncio.to_thread(versions.current_version, self._models_dir())
+        except Exception as exc:  # fail open: no hot reload, scoring goes on
+            log.error("hot reload of the detector is off: %s: %s", exc.__class__.__name__, exc)
+            return None, None
+
+    async def _watch_models(self, versions: Any, last: Any) -> None:
+        """Poll ``<models_dir>/versions/current``; on each change load the new model in new workers and
+        switch to it (``ScoringService.reload``; the guard refreshes the thresholds of live legs)."""
+        det = self.config.detector
+        models_dir = self._models_dir()
+        log.info("watching %s for new model versions every %g s (installed: %s)", models_dir,
+                 det.reload_interval_s, last.name if last else "none")
+        while True:
+            try:
+                async for version in versions.watch_versions(models_dir, det.reload_interval_s, last):
+                    last = version
+                    log.info("model version %s installed in %s: reloading the detector", version.name, models_dir)
+                    try:
+                        await self.scoring.reload()
+                    except ReloadError:
+                        pass  # logged and counted by reload(); the detector loaded before keeps serving
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let the watcher die silently
+                log.exception("model version watcher failed; retrying")
+                await asyncio.sleep(det.reload_interval_s)
 
     # ------------------------------------------------------------------ status for /health and /metrics
     async def _start_http(self) -> None:

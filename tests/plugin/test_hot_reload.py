@@ -1,0 +1,280 @@
+"""Issue #9: the running plugin switches to a newly installed model without dropping calls or chunks.
+
+Real GBM models (the shipped one, copied to a private models directory); a second version is the same booster
+with another version name and other thresholds, installed the way `callguard retrain` does it
+(``detector.versions.promote``). A broken version is a truncated ``gbm.txt``: a clean load error when cut in
+its header, a worker process that aborts inside LightGBM when cut mid-tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from detector import versions
+from detector.chunking import SpeechChunk
+from plugin import metrics
+from plugin.config import parse_config
+from plugin.guard import Guard, LegState
+from plugin.media import LegTap
+from plugin.policy import LegEvidence
+from plugin.scoring import ChunkJob, ReloadError, ScoringService
+from plugin.telephony import Leg
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "models"
+FILES = ("gbm.txt", "gbm.calibration.json", "gbm.md")
+
+pytestmark = pytest.mark.skipif(not (SHIPPED / "gbm.txt").is_file(), reason="no shipped GBM model")
+
+
+def _models(tmp_path: Path) -> Path:
+    """A private models directory holding the shipped GBM as its first (installed) version."""
+    d = tmp_path / "models"
+    d.mkdir()
+    for f in FILES:
+        shutil.copyfile(SHIPPED / f, d / f)
+    versions.ensure_versioned(d)
+    return d
+
+
+def _stage(models: Path, name: str, *, version: str, warn: float, hangup: float, cut: int | None = None) -> str:
+    """A version directory like `callguard retrain` leaves (same booster, other version name and thresholds;
+    ``cut``: gbm.txt truncated to that many bytes). Not installed yet."""
+    d = versions.versions_dir(models) / name
+    d.mkdir(parents=True)
+    for f in FILES:
+        shutil.copyfile(SHIPPED / f, d / f)
+    cal = json.loads((d / "gbm.calibration.json").read_text())
+    cal["version"] = version
+    cal["thresholds"].update(far_1pct=warn, far_0_1pct=hangup)
+    (d / "gbm.calibration.json").write_text(json.dumps(cal))
+    if cut is not None:
+        (d / "gbm.txt").write_bytes((SHIPPED / "gbm.txt").read_bytes()[:cut])
+    versions.write_version_info(d, {"source": "test", "model_version": version})
+    return name
+
+
+def _chunk(i: int) -> SpeechChunk:
+    rng = np.random.default_rng(i)
+    audio = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+    return SpeechChunk(index=i, start_s=2.0 * i, end_s=2.0 * i + 2, audio=audio)
+
+
+async def _until(pred, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.02)
+
+
+def _service(models: Path, results: list, **kw) -> ScoringService:
+    return ScoringService("gbm", str(models), workers=1, queue_size=1000, on_result=results.append, **kw)
+
+
+def test_chunks_submitted_during_a_reload_are_each_delivered_once_and_stamped_with_the_version_that_scored_them(
+        tmp_path):
+    models = _models(tmp_path)
+    v2 = _stage(models, "v2", version="gbm-test-v2", warn=0.5, hangup=0.6)
+
+    async def main():
+        results = []
+        svc = _service(models, results)
+        old = await svc.start()
+        sent: list[int] = []
+        stop = asyncio.Event()
+
+        async def feed():  # one leg talking: a chunk every 40 ms, before, during and after the reload
+            i = 0
+            while not stop.is_set():
+                svc.submit(ChunkJob("a", _chunk(i)))
+                sent.append(i)
+                i += 1
+                await asyncio.sleep(0.04)
+
+        feeder = asyncio.create_task(feed())
+        await _until(lambda: len(results) >= 5)
+        versions.promote(models, v2)
+        delivered_before = len(results)
+        t0 = time.monotonic()
+        new = await svc.reload()
+        reload_s = time.monotonic() - t0
+        during = len(results) - delivered_before
+        sent_at_swap = len(sent)
+        await asyncio.sleep(0.3)
+        stop.set()
+        await feeder
+        await _until(lambda: len(results) == len(sent) or svc.shed > 0)
+        await svc.close()
+        print(f"\nreload {reload_s * 1000:.0f} ms; {during} chunk(s) delivered during it; {len(sent)} sent in all")
+        return old, new, results, sent, sent_at_swap, svc
+
+    old, new, results, sent, sent_at_swap, svc = asyncio.run(main())
+    assert old.version != "gbm-test-v2"
+    assert (new.version, new.warn, new.hangup) == ("gbm-test-v2", 0.5, 0.6)
+    assert svc.shed == 0 and svc.errors == 0
+    indices = [r.job.chunk.index for r in results]
+    assert sorted(indices) == sent and len(set(indices)) == len(indices)  # every chunk exactly once
+    stamps = [r.detector.version for r in results]
+    first_new = stamps.index("gbm-test-v2")
+    assert first_new >= 5 and set(stamps[:first_new]) == {old.version}  # old, then new, never mixed again
+    assert set(stamps[first_new:]) == {"gbm-test-v2"}
+    assert all(r.detector.version == "gbm-test-v2" for r in results if r.job.chunk.index >= sent_at_swap)
+    assert svc.reloads == 1 and svc.info == new
+
+
+@pytest.mark.parametrize("cut, why", [(1000, "LightGBMError"), (20000, "died while loading")],
+                         ids=["load-error", "worker-aborts"])
+def test_a_broken_new_model_leaves_the_old_one_serving_and_is_counted(tmp_path, caplog, cut, why):
+    models = _models(tmp_path)
+    bad = _stage(models, "broken", version="gbm-broken", warn=0.5, hangup=0.6, cut=cut)
+
+    async def main():
+        results = []
+        svc = _service(models, results)
+        old = await svc.start()
+        failures = metrics.get("detector_reload_failures")
+        versions.promote(models, bad)
+        svc.submit(ChunkJob("a", _chunk(0)))
+        with pytest.raises(ReloadError) as err:
+            await svc.reload()
+        svc.submit(ChunkJob("a", _chunk(1)))
+        await _until(lambda: len(results) == 2)
+        await svc.close()
+        return old, svc, results, str(err.value), metrics.get("detector_reload_failures") - failures
+
+    with caplog.at_level(logging.ERROR, logger="plugin.scoring"):
+        old, svc, results, error, counted = asyncio.run(main())
+    assert why in error
+    assert counted == 1 and svc.reload_failures == 1 and svc.reloads == 0
+    assert svc.info == old
+    assert [(r.job.chunk.index, r.error, r.detector.version) for r in results] == [
+        (0, None, old.version), (1, None, old.version)]  # scored by the old detector, before and after
+    assert all(0.0 <= r.score <= 1.0 for r in results)
+    assert any("detector reload failed" in r.getMessage() and why in r.getMessage() for r in caplog.records)
+
+
+class _Bus:
+    def __init__(self) -> None:
+        self.messages: list[dict] = []
+
+    async def publish(self, msg: dict) -> bool:
+        self.messages.append(msg)
+        return True
+
+
+def test_live_legs_take_the_new_thresholds_and_keep_their_evidence(tmp_path, caplog):
+    models = _models(tmp_path)
+    v2 = _stage(models, "v2", version="gbm-test-v2", warn=0.01, hangup=0.02)
+    cfg = parse_config({"ari": {"password": "s3cret"}, "media": {"port": 0},
+                        "detector": {"models_dir": str(models)}}, {}, check_port=False)
+
+    async def main():
+        bus = _Bus()
+        svc = _service(models, [])
+        guard = Guard(cfg, None, None, svc, bus)  # type: ignore[arg-type]
+        await svc.start()
+        old = svc.info
+        leg = Leg(call_id="c1", leg="caller", channel_id="chan-1", tap_channel_id="snoop", spy="in")
+        guard.legs[leg.key] = state = LegState(
+            leg=leg, policy=cfg.policies["default"],
+            evidence=LegEvidence(window=3, min_chunks=2, warn=old.warn, hangup=old.hangup),
+            tap=LegTap(key=leg.key, fmt="ulaw", on_chunk=lambda k, c: None))
+        for i in range(3):
+            svc.submit(ChunkJob(leg.key, _chunk(i)))
+        await _until(lambda: state.evidence.n_scored == 3)
+        before = (list(state.evidence.scores), state.evidence.verdict, list(state.evidence.history))
+        versions.promote(models, v2)
+        with caplog.at_level(logging.INFO, logger="plugin.guard"):
+            await svc.reload()
+        after = (list(state.evidence.scores), state.evidence.verdict, list(state.evidence.history))
+        thresholds = (state.evidence.warn, state.evidence.hangup)
+        svc.submit(ChunkJob(leg.key, _chunk(3)))
+        await _until(lambda: state.evidence.n_scored == 4)
+        await svc.close()
+        return old, before, after, thresholds, state, bus.messages
+
+    old, before, after, thresholds, state, messages = asyncio.run(main())
+    assert old.warn > 0.5  # the shipped model's thresholds, so the chunks so far are bona fide
+    assert before[1] == "bonafide" and after == before  # evidence and verdict kept by the reload
+    assert thresholds == (0.01, 0.02)
+    assert state.evidence.verdict == "spoof"  # the next chunk is judged with the new thresholds
+    chunks = [m for m in messages if m["type"] == "chunk"]
+    assert [m["detector_version"] for m in chunks] == [old.version] * 3 + ["gbm-test-v2"]
+    lines = [r.getMessage() for r in caplog.records if "detector reloaded" in r.getMessage()]
+    assert len(lines) == 1 and old.version in lines[0] and "gbm-test-v2" in lines[0] and "0.010" in lines[0]
+    assert "1 live leg" in lines[0]
+
+
+def test_the_service_watcher_reloads_once_per_installed_version_and_not_at_start(tmp_path):
+    from plugin.service import Service
+
+    models = _models(tmp_path)
+    v2 = _stage(models, "v2", version="gbm-test-v2", warn=0.5, hangup=0.6)
+    cfg = parse_config({"ari": {"password": "s3cret"}, "media": {"port": 0}, "http": {"enabled": False},
+                        "redis": {"spool_path": str(tmp_path / "spool.jsonl"),
+                                  "summary_log": str(tmp_path / "summary.jsonl")},
+                        "detector": {"models_dir": str(models), "reload_interval_s": 0.1}}, {}, check_port=False)
+
+    async def main():
+        service = Service(cfg)
+        mod, installed = await service._installed_version()
+        await service.scoring.start()
+        service._model_watch = asyncio.create_task(service._watch_models(mod, installed))
+        await asyncio.sleep(0.5)  # several polls with nothing new
+        at_start = service.scoring.reloads
+        versions.promote(models, v2)
+        await _until(lambda: service.scoring.reloads == 1)
+        await asyncio.sleep(0.5)  # more polls of the same version
+        after_one = service.scoring.reloads
+        versions.rollback(models, "test")  # the first version again: one more change
+        await _until(lambda: service.scoring.reloads == 2)
+        await asyncio.sleep(0.5)
+        versions_seen = service.scoring.info.version
+        reloads = service.scoring.reloads
+        await service.close()
+        return installed, at_start, after_one, reloads, versions_seen, service
+
+    installed, at_start, after_one, reloads, version, service = asyncio.run(main())
+    assert installed is not None and at_start == 0
+    assert after_one == 1 and reloads == 2
+    assert version != "gbm-test-v2"  # rolled back to the shipped version
+    assert service._model_watch is None
+
+
+def test_hot_reload_is_off_with_interval_zero_and_in_remote_mode(tmp_path):
+    from plugin.service import Service
+
+    models = _models(tmp_path)
+    base = {"ari": {"password": "s3cret"}, "media": {"port": 0}, "http": {"enabled": False}}
+    off = parse_config({**base, "detector": {"models_dir": str(models), "reload_interval_s": 0}}, {},
+                       check_port=False)
+    remote = parse_config({**base, "detector": {"models_dir": str(models), "mode": "redis"}}, {}, check_port=False)
+
+    async def main():
+        return [await Service(c)._installed_version() for c in (off, remote)]
+
+    assert asyncio.run(main()) == [(None, None), (None, None)]
+
+
+def test_service_close_closes_the_review_capture(tmp_path):
+    from plugin.review import Capture
+    from plugin.service import Service
+
+    cfg = parse_config({"ari": {"password": "s3cret"}, "media": {"port": 0}, "http": {"enabled": False},
+                        "redis": {"spool_path": str(tmp_path / "spool.jsonl")},
+                        "capture": {"enabled": True, "dir": str(tmp_path / "rv")}}, {}, check_port=False)
+    service = Service(cfg)
+    capture = Capture.from_config(cfg)
+    service.guard = SimpleNamespace(capture=capture)  # type: ignore[assignment]
+    asyncio.run(service.close())
+    assert capture._closed
