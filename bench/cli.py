@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models-dir", type=Path, default=None)
     p.add_argument("--json", action="store_true", help="JSON only")
     p.set_defaults(func=run)
-    what = p.add_subparsers(dest="bench_what", metavar="{load,workers}")
+    what = p.add_subparsers(dest="bench_what", metavar="{load,workers,recv,calls}")
     load = what.add_parser("load", help="N concurrent G.711 RTP streams of real speech through the real "
                                         "media/guard/scoring/bus path (the PBX side faked)")
     load.add_argument("--legs", type=int, default=100, help="concurrent streams (guarded legs)")
@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     load.add_argument("--find-max", action="store_true",
                       help="step the leg count 25, 50, 100, 150, 200, 250, 300, ... and report the highest sustained")
     load.add_argument("--memory-legs", type=int, default=100, help="legs for the tracemalloc measurement")
+    load.add_argument("--reader", choices=("batch", "protocol"), default="batch",
+                      help="media socket reading: batch (plugin.media) or protocol (one datagram per loop pass, "
+                           "as before issue #7; comparison only)")
     load.add_argument("--models-dir", type=Path, default=None)
     load.add_argument("--loader", default=None, help=argparse.SUPPRESS)
     load.add_argument("--json", action="store_true", help="JSON only")
@@ -45,6 +48,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     wk.add_argument("--loader", default=None, help=argparse.SUPPRESS)
     wk.add_argument("--json", action="store_true", help="JSON only")
     wk.set_defaults(func=run_workers_cmd)
+    rc = what.add_parser("recv", help="CPU per received RTP datagram on the media endpoint (N legs at 50 packets/s)")
+    rc.add_argument("--legs", type=int, default=200)
+    rc.add_argument("--seconds", type=float, default=10.0)
+    rc.add_argument("--real-taps", action="store_true",
+                    help="real LegTaps (RTP parse, decode, VAD, chunking) instead of counting stand-ins")
+    rc.add_argument("--reader", choices=("batch", "protocol"), default="batch",
+                    help="batch: plugin.media as it is; protocol: the same behind an asyncio.DatagramProtocol")
+    rc.add_argument("--compare", type=int, default=0, metavar="ROUNDS",
+                    help="alternate protocol and batch ROUNDS times each and report both")
+    rc.add_argument("--json", action="store_true", help="JSON only")
+    rc.set_defaults(func=run_recv_cmd)
 
 
 def _one_thread() -> None:
@@ -84,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
 _LOAD_COLUMNS = ("legs", "kept_up", "chunks_per_s", "chunks_shed", "packets_lost_pct", "packets_late_gt_60ms",
                  "event_loop_lag_p99_ms", "queue_depth_max", "verdict_latency_p50_ms", "verdict_latency_p95_ms",
-                 "verdict_latency_p99_ms", "cpu_cores_total", "rss_per_leg_kb")
+                 "verdict_latency_p99_ms", "cpu_cores_total", "plugin_cpu_us_per_packet", "rss_per_leg_kb")
 
 
 def _load_row(r: dict[str, Any]) -> str:
@@ -96,6 +110,7 @@ def run_load_cmd(args: argparse.Namespace) -> int:
     from bench.load import find_max, leg_memory, run_load
 
     kw = {"workers": args.workers, "queue_size": args.queue_size, "remote_workers": args.remote_workers,
+          "reader": args.reader,
           "models_dir": str(args.models_dir) if args.models_dir else None, "loader": args.loader}
 
     def progress(r: dict[str, Any]) -> None:
@@ -136,3 +151,26 @@ def run_workers_cmd(args: argparse.Namespace) -> int:
         if "speedup_2_vs_1" in out:
             print(f"speed-up with 2 workers: x{out['speedup_2_vs_1']}")
     return 0 if "runs" in out else 1
+
+
+def run_recv_cmd(args: argparse.Namespace) -> int:
+    _one_thread()
+    from bench.media_recv import bench_media_recv, compare
+
+    if args.compare:
+        out = compare(args.legs, args.seconds, real_taps=args.real_taps, rounds=args.compare)
+        print(json.dumps(out, indent=1))
+        if not args.json:
+            cols = ("reader", "legs", "packets_received", "receiver_us_per_packet", "receiver_cpu_cores",
+                    "datagrams_per_read_pass", "event_loop_lag_p99_ms", "loadavg")
+            print("\n" + " ".join(f"{c:>{max(len(c), 8)}s}" for c in cols))
+            for r in out["runs"]:
+                print(" ".join(f"{str(r.get(c)):>{max(len(c), 8)}s}" for c in cols))
+            print(f"median CPU per datagram: protocol {out['protocol_us_per_packet_median']} us, "
+                  f"batch {out['batch_us_per_packet_median']} us")
+        return 0
+    out = bench_media_recv(args.legs, args.seconds, real_taps=args.real_taps, reader=args.reader)
+    print(json.dumps(out, indent=1))
+    if not args.json:
+        _table(list(out.items()))
+    return 0

@@ -135,6 +135,14 @@ def _rss_bytes(pid: int | None = None) -> int:
     return 0
 
 
+def _loadavg() -> str:
+    """The 1, 5 and 15 minute load averages (figures from a busy machine must say so)."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
 def _pct(values: list[float] | array.array, q: float) -> float | None:
     return round(float(np.percentile(np.asarray(values), q)), 4) if len(values) else None
 
@@ -267,7 +275,7 @@ def _config(detector: str, workers: int, queue_size: int, models_dir: str | None
 
 async def _run_async(legs: int, seconds: float, cfg: Any, bus_target: BusTarget, conn: Any,
                      addrs: list[tuple[str, int]], sender_pid: int,
-                     remote_pids: tuple[int, ...] = ()) -> dict[str, Any]:
+                     remote_pids: tuple[int, ...] = (), reader: str = "batch") -> dict[str, Any]:
     from plugin.guard import Guard
     from plugin.scoring import make_scoring
     from plugin.telephony import Call, CallInfo
@@ -275,6 +283,10 @@ async def _run_async(legs: int, seconds: float, cfg: Any, bus_target: BusTarget,
     BenchEndpoint, TimedBus, BenchAdapter = _plugin_classes()
     logging.getLogger("plugin.guard").setLevel(logging.WARNING)  # per-call and per-verdict lines: N of each
     loop = asyncio.get_running_loop()
+    if reader == "protocol":  # the reading path before issue #7, for a side-by-side comparison
+        from bench.media_recv import protocol_reader
+
+        BenchEndpoint = protocol_reader(BenchEndpoint)  # noqa: N806
     media = BenchEndpoint()
     host, port = await media.start("127.0.0.1", 0)
     media.per_phase = math.ceil(legs / PHASES)
@@ -301,6 +313,7 @@ async def _run_async(legs: int, seconds: float, cfg: Any, bus_target: BusTarget,
 
     gc.collect()
     rss0 = _rss_bytes()
+    loadavg0 = _loadavg()
     for c in calls:
         await guard.call_started(c)
     t0 = time.time() + 0.5
@@ -369,6 +382,7 @@ async def _run_async(legs: int, seconds: float, cfg: Any, bus_target: BusTarget,
     cpu = {k: round((cpu1[k] - cpu0[k]) / wall, 3) for k in pids}
     result: dict[str, Any] = {
         "legs": legs, "seconds": seconds, "detector": info.name, "detector_version": info.version,
+        "media_reader": reader, "loadavg_start": loadavg0, "loadavg_end": _loadavg(),
         "scoring": cfg.detector.mode, "scoring_workers": len(remote_pids) or cfg.detector.workers,
         "queue_size": cfg.detector.queue_size,
         "bus": bus_target.kind,
@@ -393,6 +407,9 @@ async def _run_async(legs: int, seconds: float, cfg: Any, bus_target: BusTarget,
         "queue_depth_series": " ".join(f"{s['t']:g}s:{s['queued'] + s['in_flight']}" for s in samples[::2]),
         "drain_after_end_s": round(drain_s, 2),
         "cpu_cores": cpu, "cpu_cores_total": round(sum(cpu.values()), 3),
+        # the plugin's CPU (media, guard, bus; scoring runs elsewhere) per datagram received
+        "plugin_cpu_us_per_packet": round(1e6 * cpu["plugin"] * wall / received, 2) if received else None,
+        "datagrams_per_read_pass": round(received / media.read_passes, 2) if media.read_passes else None,
         "rss_per_leg_kb": round((rss_run - rss0) / legs / 1024, 1),
     }
     result["kept_up"], result["why_not"] = judge(result)
@@ -454,8 +471,9 @@ def leg_memory(n: int = 100, audio: bytes | None = None) -> dict[str, Any]:
 
 def run_load(legs: int, seconds: float, detector: str = "gbm", *, workers: int = 1, queue_size: int | None = None,
              models_dir: str | None = None, loader: str | None = None, bus_target: BusTarget | None = None,
-             audio: bytes | None = None, remote_workers: int = 0) -> dict[str, Any]:
+             audio: bytes | None = None, remote_workers: int = 0, reader: str = "batch") -> dict[str, Any]:
     """One bounded run: ``legs`` streams for ``seconds``; returns the measurements (see module doc).
+    ``reader="protocol"`` reads the media socket the way it was read before issue #7 (comparison only).
 
     ``remote_workers`` > 0: scoring runs in that many ``callguard worker`` processes over Redis Streams
     (``[detector] mode = "redis"``) instead of the local pool."""
@@ -481,7 +499,7 @@ def run_load(legs: int, seconds: float, detector: str = "gbm", *, workers: int =
                 raise RuntimeError("remote workers need redis-server")
             remote = _start_workers(remote_workers, cfg, target, Path(tmp.name))
         return asyncio.run(_run_async(legs, seconds, cfg, target, parent, addrs, sender.pid or 0,
-                                      tuple(p.pid for p in remote)))
+                                      tuple(p.pid for p in remote), reader))
     finally:
         for p in remote:
             p.terminate()
