@@ -139,8 +139,9 @@ def policy_section(th: Any, rows: list[dict], labels: np.ndarray, scores: np.nda
             per_speaker[spk][name] = float((e >= t).mean())
     worst = max(per_speaker.items(), key=lambda kv: kv[1]["hangup"], default=(None, {"hangup": 0.0}))
     summary["policy_worst_speaker_far_hangup"] = worst[1]["hangup"]
-    lines += ["", f"Worst speaker at hang-up: {worst[0]} ({_pct(worst[1]['hangup'])} of its windows). Per speaker, "
-              "share of evidence windows at or above each threshold:", "",
+    head = (f"Worst speaker at hang-up: {worst[0]} ({_pct(worst[1]['hangup'])} of its windows)."
+            if worst[1]["hangup"] > 0 else "No speaker reaches the hang-up threshold.")
+    lines += ["", f"{head} Per speaker, share of evidence windows at or above each threshold:", "",
               "| speaker | at warn | at hangup |", "|---|---|---|"]
     lines += [f"| {spk} | {_pct(v['warn'])} | {_pct(v['hangup'])} |" for spk, v in sorted(per_speaker.items())]
     return lines + [""], summary
