@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import importlib
 import importlib.util
+import json
 import logging
 import multiprocessing
 import os
@@ -635,10 +636,20 @@ class RemoteScoringService(_ScoringBase):
         self._bg: set[asyncio.Task[None]] = set()
         self.duplicate_results = 0
         self.timeouts = 0
+        self._stamps: dict[bytes, DetectorInfo | None] = {}  # results' "detector" field -> parsed, per version
+        self._info_checked = float("-inf")  # last re-read of <stream>:detector (a result named another version)
 
     @property
     def in_flight(self) -> int:
         return len(self._inflight)
+
+    @staticmethod
+    def _parse_announcement(raw: dict[bytes, bytes]) -> tuple[DetectorInfo, str]:
+        """``<stream>:detector`` -> (the detector the workers serve, the [detector] name they were started as)."""
+        d = {k.decode(): v.decode() for k, v in raw.items()}
+        info = DetectorInfo(name=d["name"], version=d["version"], warn=float(d["warn"]), hangup=float(d["hangup"]),
+                            eer=float(d["eer"]))
+        return info, d.get("requested", info.name)
 
     async def start(self, timeout: float = 120.0) -> DetectorInfo:
         deadline = time.monotonic() + timeout
@@ -646,9 +657,7 @@ class RemoteScoringService(_ScoringBase):
         while True:
             raw = await self.redis.hgetall(info_key(self.stream))
             if raw:
-                d = {k.decode(): v.decode() for k, v in raw.items()}
-                self.info = DetectorInfo(name=d["name"], version=d["version"], warn=float(d["warn"]),
-                                         hangup=float(d["hangup"]), eer=float(d["eer"]))
+                self.info, served = self._parse_announcement(raw)
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no scoring worker announced a detector on {self.stream!r} within "
@@ -657,8 +666,7 @@ class RemoteScoringService(_ScoringBase):
                 log.warning("waiting for a scoring worker on Redis stream %r", self.stream)
                 warned = True
             await asyncio.sleep(0.2)
-        served = d.get("requested", self.info.name)  # the [detector] name the workers were started with
-        if served != self.name:
+        if served != self.name:  # the [detector] name the workers were started with
             raise RuntimeError(f"workers on {self.stream!r} serve detector {served!r}, configured {self.name!r}")
         self._room.set()
         self._tasks = [asyncio.create_task(self._pump(), name="scoring-pump"),
@@ -785,10 +793,59 @@ class RemoteScoringService(_ScoringBase):
         if skipped:
             self.skipped += 1
             metrics.inc("chunks_skipped")
+        stamp = self._stamp(fields.get(b"detector", b""))
         ent.result = ScoreResult(job=ent.job, score=score, error=error, queued_s=ent.started - ent.job.enqueued_at,
                                  scoring_s=time.monotonic() - ent.sent_at, skipped=skipped,
-                                 worker=fields.get(b"worker", b"").decode() or None)
+                                 worker=fields.get(b"worker", b"").decode() or None, detector=stamp)
+        if stamp is not None and self.info is not None and stamp.version != self.info.version:
+            self._check_announcement()
         return ent.job.leg
+
+    def _stamp(self, raw: bytes) -> DetectorInfo | None:
+        """The detector a result names (workers add it since hot reload; older ones do not)."""
+        if not raw:
+            return None
+        if raw not in self._stamps:
+            try:
+                d = json.loads(raw)
+                info = DetectorInfo(name=str(d["name"]), version=str(d["version"]), warn=float(d["warn"]),
+                                    hangup=float(d["hangup"]), eer=float(d["eer"]))
+            except (ValueError, KeyError, TypeError):
+                info = None
+            if len(self._stamps) > 64:  # a handful of versions in practice; never unbounded
+                self._stamps.clear()
+            self._stamps[raw] = info
+        return self._stamps[raw]
+
+    def _check_announcement(self, min_interval: float = 1.0) -> None:
+        """A result came from another detector version than ours: the workers may have reloaded. Re-read
+        ``<stream>:detector`` (at most once per ``min_interval``) and take it when it changed."""
+        now = time.monotonic()
+        if now - self._info_checked < min_interval:
+            return
+        self._info_checked = now
+
+        async def check() -> None:
+            try:
+                raw = await self.redis.hgetall(info_key(self.stream))
+                if not raw:
+                    return
+                info, served = self._parse_announcement(raw)
+                if info == self.info or served != self.name:
+                    return
+                check_info(info)
+            except Exception as exc:  # fail open: keep the thresholds we have
+                log.warning("cannot take the workers' new detector from %s: %s: %s", info_key(self.stream),
+                            exc.__class__.__name__, exc)
+                return
+            old = self.info
+            self._adopt(info)
+            log.info("remote workers on %r now serve detector %s %s (was %s %s)", self.stream, info.name,
+                     info.version, old.name if old else "?", old.version if old else "?")
+
+        task = asyncio.get_running_loop().create_task(check())
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
 
     async def _flush_legs(self, legs: set[str]) -> None:
         """Deliver each leg's results in send order, as far as they are complete."""

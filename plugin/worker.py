@@ -15,27 +15,44 @@ Run any number of ``callguard worker --config FILE`` processes, on any machines 
 
 A chunk can thus be scored twice (its first worker was only slow); the plugin keeps the first result and
 ignores the second (``plugin.scoring.RemoteScoringService``). Workers announce the detector they serve
-(name, version, thresholds) in the hash ``<stream>:detector``, which the plugin reads at start.
+(name, version, thresholds) in the hash ``<stream>:detector``, which the plugin reads at start; each result
+names it too (field ``detector``, JSON).
+
+Hot reload (issue #9, ``[detector] reload_interval_s`` > 0): a worker polls ``<models_dir>/versions/current``
+like the plugin does. A newly installed model is first loaded once in a throwaway process (a broken model
+file can abort the process that loads it), then in a thread of this one while chunks go on being scored;
+between two chunks the worker switches to it and announces it again. A model that does not load is logged
+and counted (``detector_reload_failures``) and the worker keeps the detector it has.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import json
 import logging
 import os
 import secrets
 import socket
 import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from redis.exceptions import ResponseError
 
 from plugin import metrics
-from plugin.config import ConfigError, DetectorConfig, RedisConfig, _section
-from plugin.scoring import decode_pcm16, detector_info, info_key, resolve_loader, score_chunk, workers_key
+from plugin.config import ConfigError, DetectorConfig, RedisConfig, _section, check_reload_interval
+from plugin.scoring import (
+    check_info,
+    decode_pcm16,
+    detector_info,
+    info_key,
+    resolve_loader,
+    score_chunk,
+    workers_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +89,27 @@ def load_worker_config(path: str | Path, env: dict[str, str] | None = None) -> W
         raise ConfigError(f"detector.claim_idle_ms: must be >= 1, got {det.claim_idle_ms}")
     if ":" not in det.loader:
         raise ConfigError(f"detector.loader: expected 'module:function', got {det.loader!r}")
+    check_reload_interval(det.reload_interval_s)
     return WorkerConfig(redis=redis, detector=det)
+
+
+@dataclass
+class HotReload:
+    """What a worker needs to follow new model versions: where to look, how often, how to load."""
+
+    models_dir: str
+    interval_s: float
+    loader: str  # "module:function" (``[detector] loader``)
+    name: str  # ``[detector] name``
+    installed: Any = None  # the detector.versions.ModelVersion installed when the detector was loaded
+
+    def load(self) -> Any:
+        return resolve_loader(self.loader)(self.name, self.models_dir or None)
+
+
+def _probe(loader: str, name: str, models_dir: str) -> Any:
+    """In a throwaway process: load the detector and return its info (a load that aborts kills only it)."""
+    return detector_info(resolve_loader(loader)(name, models_dir or None))
 
 
 def _s(value: Any) -> str:
@@ -84,8 +121,13 @@ class ChunkWorker:
 
     def __init__(self, redis: Any, detector: Any, *, stream: str, group: str, consumer: str | None = None,
                  claim_idle_ms: int = 5000, block_ms: int = 1000, max_deliveries: int = MAX_DELIVERIES,
-                 requested: str | None = None) -> None:
+                 requested: str | None = None, reload: HotReload | None = None) -> None:
         self.redis, self.detector = redis, detector
+        self._stamp = self._detector_field(detector)
+        self.reload = reload
+        self._next: Any = None  # a newly loaded detector, taken between two chunks
+        self.reloads = 0
+        self.reload_failures = 0
         self.requested = requested or str(detector.name)  # the [detector] name it was loaded as
         self.stream, self.group = stream, group
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -102,13 +144,73 @@ class ChunkWorker:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        info = await self.announce()
+        await self.redis.hset(workers_key(self.stream), self.consumer, repr(time.time()))
+        log.info("worker %s: detector %s %s on stream %r, group %r (claims chunks idle %d ms)", self.consumer,
+                 info.name, info.version, self.stream, self.group, self.claim_idle_ms)
+
+    @staticmethod
+    def _detector_field(detector: Any) -> str:
+        try:
+            return json.dumps(asdict(detector_info(detector)))
+        except Exception:  # a stand-in without thresholds: results just do not name it
+            return ""
+
+    async def announce(self) -> Any:
+        """Write the detector this worker serves into ``<stream>:detector`` (the plugin reads it)."""
         info = detector_info(self.detector)
         await self.redis.hset(info_key(self.stream), mapping={
             "name": info.name, "version": info.version, "warn": repr(info.warn), "hangup": repr(info.hangup),
             "eer": repr(info.eer), "requested": self.requested})
-        await self.redis.hset(workers_key(self.stream), self.consumer, repr(time.time()))
-        log.info("worker %s: detector %s %s on stream %r, group %r (claims chunks idle %d ms)", self.consumer,
-                 info.name, info.version, self.stream, self.group, self.claim_idle_ms)
+        return info
+
+    async def watch(self) -> None:
+        """Background task: load each newly installed model version (hot reload); ``switch`` takes it."""
+        r = self.reload
+        if r is None or r.interval_s <= 0:
+            return
+        versions = await asyncio.to_thread(importlib.import_module, "detector.versions")
+        models_dir = r.models_dir or str(importlib.import_module("detector.scoring").DEFAULT_MODELS_DIR)
+        async for version in versions.watch_versions(models_dir, r.interval_s, r.installed):
+            r.installed = version
+            log.info("worker %s: model version %s installed in %s: loading it", self.consumer, version.name,
+                     models_dir)
+            try:
+                await asyncio.to_thread(self._probe_in_process, r)
+                detector = await asyncio.to_thread(r.load)
+                check_info(detector_info(detector))
+            except Exception as exc:
+                self.reload_failures += 1
+                metrics.inc("detector_reload_failures")
+                log.error("worker %s: detector reload failed, %s %s keeps serving: %s: %s", self.consumer,
+                          self.detector.name, self.detector.version, exc.__class__.__name__, exc)
+                continue
+            self._next = detector
+
+    @staticmethod
+    def _probe_in_process(r: HotReload) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as ex:
+            try:
+                ex.submit(_probe, r.loader, r.name, r.models_dir).result(timeout=300)
+            except BrokenProcessPool:
+                raise RuntimeError("the process loading the new model died") from None
+
+    async def switch(self) -> bool:
+        """Between two chunks: take a newly loaded detector, if there is one, and announce it."""
+        if self._next is None:
+            return False
+        old, self.detector, self._next = self.detector, self._next, None
+        self._stamp = self._detector_field(self.detector)
+        self.reloads += 1
+        metrics.inc("detector_reloads")
+        info = await self.announce()
+        log.info("worker %s: detector reloaded: %s %s -> %s %s (warn %.3f, hangup %.3f)", self.consumer, old.name,
+                 old.version, info.name, info.version, info.warn, info.hangup)
+        return True
 
     async def step(self) -> int:
         """Claim a dead worker's chunk if one is due, else read and score the next chunk. Returns the number
@@ -172,7 +274,7 @@ class ChunkWorker:
         if reply:
             pipe.xadd(reply, {"id": fields.get(b"id", b""), "score": "" if score is None else repr(score),
                               "error": error, "worker": self.consumer, "deliveries": str(deliveries),
-                              "skipped": "1" if skipped else "0",
+                              "skipped": "1" if skipped else "0", "detector": self._stamp,
                               "scoring_s": f"{time.monotonic() - started:.6f}"},
                       maxlen=RESULTS_MAXLEN, approximate=True)
             pipe.expire(reply, RESULTS_TTL_S)
@@ -182,8 +284,32 @@ class ChunkWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.setup()
+        watcher = asyncio.create_task(self._watch_forever(), name="model-watch")
+        try:
+            await self._serve(stop)
+        finally:
+            watcher.cancel()
+            try:
+                await watcher
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def _watch_forever(self) -> None:
+        while True:
+            try:
+                await self.watch()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("worker %s: model version watcher failed; retrying", self.consumer)
+                await asyncio.sleep(max(1.0, self.reload.interval_s if self.reload else 1.0))
+
+    async def _serve(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
+                if self._next is not None:
+                    await self.switch()
                 await self.step()
             except asyncio.CancelledError:
                 raise
@@ -212,12 +338,19 @@ async def run_worker(cfg: WorkerConfig, stop: asyncio.Event | None = None, consu
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     det = cfg.detector
+    reload = None
+    if det.reload_interval_s > 0 and det.name != "wavlm":  # the version installed before loading: none missed
+        from detector.scoring import DEFAULT_MODELS_DIR
+        from detector.versions import current_version
+
+        reload = HotReload(det.models_dir, det.reload_interval_s, det.loader, det.name,
+                           current_version(det.models_dir or DEFAULT_MODELS_DIR))
     detector = resolve_loader(det.loader)(det.name, det.models_dir or None)
     r = cfg.redis
     client = make_redis(r.url, r.password, RedisTls.from_config(r), decode_responses=False, socket_timeout=None,
                         socket_connect_timeout=2.0)
     worker = ChunkWorker(client, detector, stream=det.stream, group=det.group, consumer=consumer,
-                         claim_idle_ms=det.claim_idle_ms, requested=det.name)
+                         claim_idle_ms=det.claim_idle_ms, requested=det.name, reload=reload)
     try:
         await worker.run(stop)
     finally:

@@ -278,3 +278,98 @@ def test_service_close_closes_the_review_capture(tmp_path):
     service.guard = SimpleNamespace(capture=capture)  # type: ignore[assignment]
     asyncio.run(service.close())
     assert capture._closed
+
+
+# ------------------------------------------------------------------ remote mode: `callguard worker` reloads
+def _remote_setup(models: Path, lab):
+    from detector.scoring import load_detector
+    from plugin.redis_conn import make_redis
+    from plugin.scoring import RemoteScoringService
+    from plugin.worker import ChunkWorker, HotReload
+
+    reload = HotReload(str(models), 0.1, "detector.scoring:load_detector", "gbm", versions.current_version(models))
+    client = make_redis(lab.redis_url, lab.redis_password, decode_responses=False)
+    worker = ChunkWorker(client, load_detector("gbm", models), stream="t:chunks", group="g", consumer="w1",
+                         block_ms=100, requested="gbm", reload=reload)
+    results: list = []
+    svc = RemoteScoringService("gbm", redis_url=lab.redis_url, password=lab.redis_password, stream="t:chunks",
+                               queue_size=1000, on_result=results.append)
+    return client, worker, svc, results
+
+
+def test_a_remote_worker_switches_to_a_new_version_between_chunks_and_the_plugin_takes_its_thresholds(
+        tmp_path, private_redis):
+    from plugin.scoring import info_key
+
+    models = _models(tmp_path)
+    v2 = _stage(models, "v2", version="gbm-test-v2", warn=0.5, hangup=0.6)
+
+    async def main():
+        client, worker, svc, results = _remote_setup(models, private_redis)
+        stop = asyncio.Event()
+        run = asyncio.create_task(worker.run(stop))
+        old = await svc.start(timeout=30)
+        swaps: list = []
+        svc.on_reload = lambda o, n: swaps.append((o.version, n.version, n.warn, n.hangup))
+        sent: list[int] = []
+
+        async def feed(n: int) -> None:
+            for _ in range(n):
+                svc.submit(ChunkJob("a", _chunk(len(sent))))
+                sent.append(len(sent))
+                await asyncio.sleep(0.04)
+
+        await feed(5)
+        versions.promote(models, v2)
+        t0 = time.monotonic()
+        feeding = asyncio.create_task(feed(10_000))
+        await _until(lambda: svc.info.version == "gbm-test-v2", timeout=60)
+        took = time.monotonic() - t0
+        feeding.cancel()
+        await feed(5)
+        await _until(lambda: len(results) == len(sent))
+        announced = (await client.hget(info_key("t:chunks"), "version")).decode()
+        stop.set()
+        await run
+        await svc.close()
+        await client.aclose()
+        print(f"\nremote: plugin on the new version {took * 1000:.0f} ms after promotion; {len(sent)} chunks")
+        return old, swaps, results, sent, announced, worker, svc
+
+    old, swaps, results, sent, announced, worker, svc = asyncio.run(main())
+    assert old.version != "gbm-test-v2" and announced == "gbm-test-v2"
+    assert worker.reloads == 1 and worker.reload_failures == 0
+    assert swaps == [(old.version, "gbm-test-v2", 0.5, 0.6)]  # the plugin's owner (the guard) told once
+    assert svc.shed == 0 and all(r.error is None for r in results)
+    indices = [r.job.chunk.index for r in results]
+    assert sorted(indices) == sent and len(set(indices)) == len(indices)
+    stamps = [r.detector.version for r in results]
+    first_new = stamps.index("gbm-test-v2")
+    assert first_new >= 5 and set(stamps[:first_new]) == {old.version} and set(stamps[first_new:]) == {"gbm-test-v2"}
+
+
+def test_a_remote_worker_keeps_its_detector_when_the_new_model_kills_the_process_loading_it(tmp_path,
+                                                                                          private_redis):
+    models = _models(tmp_path)
+    bad = _stage(models, "broken", version="gbm-broken", warn=0.5, hangup=0.6, cut=20000)
+
+    async def main():
+        client, worker, svc, results = _remote_setup(models, private_redis)
+        stop = asyncio.Event()
+        run = asyncio.create_task(worker.run(stop))
+        old = await svc.start(timeout=30)
+        failures = metrics.get("detector_reload_failures")
+        versions.promote(models, bad)
+        await _until(lambda: worker.reload_failures == 1, timeout=60)
+        svc.submit(ChunkJob("a", _chunk(0)))
+        await _until(lambda: len(results) == 1)
+        stop.set()
+        await run
+        await svc.close()
+        await client.aclose()
+        return old, worker, svc, results, metrics.get("detector_reload_failures") - failures
+
+    old, worker, svc, results, counted = asyncio.run(main())
+    assert counted == 1 and worker.reloads == 0
+    assert results[0].error is None and 0.0 <= results[0].score <= 1.0  # still scoring, with the old model
+    assert svc.info == old and results[0].detector.version == old.version
