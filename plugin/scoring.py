@@ -471,10 +471,9 @@ class ScoringService(_ScoringBase):
             # the swap: no await from here to the end of _adopt, so every chunk popped later goes to `new`
             old, self._executor = self._executor, new
             self._adopt(info)
-            loaded_ms = (time.monotonic() - started) * 1000
-            log.info("detector reloaded: %s %s -> %s %s in %d worker(s), loaded in %.0f ms (warn %.3f, hangup "
-                     "%.3f); chunks in flight finish on the old workers", old_info.name, old_info.version, info.name,
-                     info.version, self.workers, loaded_ms, info.warn, info.hangup)
+            log.info("new detector pool (%s %s, %d worker(s)) took over after %.0f ms of loading; it replaces %s "
+                     "(chunks in flight finish there)", info.name, info.version, self.workers,
+                     (time.monotonic() - started) * 1000, old_info.version)
             if old is not None:
                 await self._retire(old, wait=True)
             return info

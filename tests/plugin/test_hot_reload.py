@@ -373,3 +373,83 @@ def test_a_remote_worker_keeps_its_detector_when_the_new_model_kills_the_process
     assert counted == 1 and worker.reloads == 0
     assert results[0].error is None and 0.0 <= results[0].score <= 1.0  # still scoring, with the old model
     assert svc.info == old and results[0].detector.version == old.version
+
+
+def hang_when_told(name: str, models_dir: str | None = None):
+    """A loader (run in the worker processes) that loads the real detector, or hangs while a file HANG is in
+    the models directory: a new model whose load never ends."""
+    from detector.scoring import load_detector
+
+    while models_dir and (Path(models_dir) / "HANG").exists():
+        time.sleep(0.1)
+    return load_detector(name, models_dir)
+
+
+def test_a_new_model_that_never_finishes_loading_times_out_and_the_old_one_keeps_serving(tmp_path):
+    models = _models(tmp_path)
+
+    async def main():
+        results = []
+        svc = _service(models, results, loader=f"{Path(__file__).resolve()}:hang_when_told")
+        old = await svc.start()
+        pids = svc.worker_pids()
+        (models / "HANG").touch()
+        with pytest.raises(ReloadError, match="no answer from the new detector workers within 2 s"):
+            await svc.reload(timeout=2.0)
+        svc.submit(ChunkJob("a", _chunk(0)))
+        await _until(lambda: len(results) == 1)
+        (models / "HANG").unlink()
+        pids_after = svc.worker_pids()
+        new = await svc.reload()  # the next attempt, with the model loading again, succeeds
+        await svc.close()
+        return old, new, results, pids, pids_after, svc
+
+    old, new, results, pids, pids_after, svc = asyncio.run(main())
+    assert results[0].error is None and results[0].detector == old
+    assert pids_after == pids  # the old workers kept serving; the hung one was ended, not swapped in
+    assert svc.reload_failures == 1 and svc.reloads == 1 and new.version == old.version
+
+
+def test_a_worker_dying_across_a_swap_has_its_chunk_scored_on_the_new_pool_which_is_still_restarted_on_death(
+        tmp_path, monkeypatch):
+    """Pool mechanics only (a stand-in detector, 3 s per chunk in the old pool): the old pool's worker is killed
+    while its chunk is in flight after the swap; the old pool is not restarted, the chunk is scored again on
+    the new pool, once. Then the new pool's worker dies: the new pool is restarted as usual."""
+    import os
+    import signal
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv("SLEEPDET_S", "3")  # read by the worker processes spawned from now on
+    monkeypatch.setenv("SLEEPDET_MARK", str(marks))
+
+    async def main():
+        results = []
+        svc = ScoringService("gbm", "", workers=1, queue_size=8, on_result=results.append,
+                             loader=f"{Path(__file__).resolve().parent / 'sleepdet.py'}:load")
+        await svc.start()
+        svc.submit(ChunkJob("a", SpeechChunk(0, 0.0, 2.0, np.full(16000, 0.4, np.float32))))
+        await _until(lambda: any(marks.iterdir()))  # chunk 0 is being scored by the old pool
+        victim = int(next(marks.iterdir()).name.split("-")[0])
+        monkeypatch.setenv("SLEEPDET_S", "0.05")  # the new pool (and its restart) score fast
+        reload = asyncio.create_task(svc.reload())
+        await _until(lambda: svc.reloads == 1)  # swapped; chunk 0 still in flight on the old pool
+        assert not results
+        os.kill(victim, signal.SIGKILL)
+        await reload
+        await _until(lambda: len(results) == 1)
+        restarts_after_swap = svc.pool_restarts
+        new_pids = svc.worker_pids()
+        os.kill(new_pids[0], signal.SIGKILL)  # now a worker of the new pool dies
+        await asyncio.sleep(0.2)
+        svc.submit(ChunkJob("a", SpeechChunk(1, 2.0, 4.0, np.full(16000, 0.01, np.float32))))
+        await _until(lambda: len(results) == 2)
+        pids_end = svc.worker_pids()
+        await svc.close()
+        return results, restarts_after_swap, new_pids, pids_end, svc
+
+    results, restarts_after_swap, new_pids, pids_end, svc = asyncio.run(main())
+    assert [(r.job.chunk.index, r.score, r.error) for r in results] == [(0, 0.95, None), (1, 0.05, None)]
+    assert results[0].job.attempts == 2 and svc.rescored >= 1
+    assert restarts_after_swap == 0  # the old pool's death did not replace the (new) current pool
+    assert svc.pool_restarts == 1 and pids_end and set(pids_end).isdisjoint(new_pids)
