@@ -157,6 +157,7 @@ class Policy:
     legs: tuple[str, ...] = ("caller",)
     window: int = 3
     min_chunks: int = 2
+    hangup_window: int | None = None  # chunks averaged for hang-up; None: the detector's calibration says
     # hang-up is opt-in per policy: the shipped models still false-alarm on some unseen voices
     # (models/reports/eval/report.md), and a wrongly dropped customer call costs more than a warning
     actions: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: {
@@ -311,8 +312,8 @@ def _policy(name: str, raw: Any) -> Policy:
     key = f"policies.{name}"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{key}: expected a table")
-    known = {"legs", "window", "min_chunks", "warn_media", "hangup_grace_s", "on_bonafide", "on_suspicious",
-             "on_spoof", "capture"}
+    known = {"legs", "window", "min_chunks", "hangup_window", "warn_media", "hangup_grace_s", "on_bonafide",
+             "on_suspicious", "on_spoof", "capture"}
     for k in raw:
         if k not in known:
             raise ConfigError(f"{key}.{k}: unknown key (known: {', '.join(sorted(known))})")
@@ -331,14 +332,19 @@ def _policy(name: str, raw: Any) -> Policy:
         raise ConfigError(f"{key}.window: must be >= 1, got {window}")
     if min_chunks < 1:
         raise ConfigError(f"{key}.min_chunks: must be >= 1, got {min_chunks}")
+    hangup_window = raw.get("hangup_window")
+    if hangup_window is not None:
+        hangup_window = _coerce(f"{key}.hangup_window", hangup_window, int)
+        if hangup_window < 1:
+            raise ConfigError(f"{key}.hangup_window: must be >= 1, got {hangup_window}")
     warn_media = _coerce(f"{key}.warn_media", raw.get("warn_media", base.warn_media), str)
     if not re.fullmatch(r"(sound|recording|tone|digits|number):\S+", warn_media):
         raise ConfigError(f"{key}.warn_media: expected an ARI media URI like 'sound:beep', got {warn_media!r}")
     grace = raw.get("hangup_grace_s", base.hangup_grace_s)
     if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace <= 10:
         raise ConfigError(f"{key}.hangup_grace_s: expected seconds between 0 and 10, got {grace!r}")
-    return Policy(name=name, legs=legs, window=window, min_chunks=min_chunks, actions=actions,
-                  warn_media=warn_media, hangup_grace_s=float(grace),
+    return Policy(name=name, legs=legs, window=window, min_chunks=min_chunks, hangup_window=hangup_window,
+                  actions=actions, warn_media=warn_media, hangup_grace_s=float(grace),
                   capture=_coerce(f"{key}.capture", raw.get("capture", base.capture), bool))
 
 

@@ -28,6 +28,10 @@ from plugin.telephony import Addr, Call, Leg, TelephonyAdapter
 log = logging.getLogger(__name__)
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
 @dataclass
 class LegState:
     leg: Leg
@@ -67,7 +71,7 @@ class Guard:
         refreshed = 0
         for state in list(self.legs.values()):
             try:
-                state.evidence.set_thresholds(new.warn, new.hangup)
+                state.evidence.set_thresholds(new.warn, new.hangup, state.policy.hangup_window or new.hangup_window)
                 refreshed += 1
             except ValueError as exc:  # checked by the reload already; keep the leg's old thresholds
                 log.error("%s leg of %s keeps its thresholds: %s", state.leg.leg, state.leg.call_id, exc)
@@ -91,7 +95,7 @@ class Guard:
         state = LegState(
             leg=leg, policy=policy,
             evidence=LegEvidence(window=policy.window, min_chunks=policy.min_chunks, warn=det.warn,
-                                 hangup=det.hangup),
+                                 hangup=det.hangup, hangup_window=policy.hangup_window or det.hangup_window),
             tap=LegTap(key=leg.key, fmt=self.config.media.format, on_chunk=self._on_chunk,
                        reorder_window=self.config.media.reorder_window),
             shed_before=self.scoring.shed,
@@ -204,7 +208,8 @@ class Guard:
         self.capture.offer(self._base(state, det), chunk, result.score, verdict, evidence, det)  # never raises
         await self.bus.publish(make_message(
             "chunk", chunk_index=chunk.index, chunk_start_s=chunk.start_s, score=result.score,
-            verdict=verdict, evidence=None if evidence is None else round(evidence, 6), error=result.error,
+            verdict=verdict, evidence=None if evidence is None else round(evidence, 6),
+            hangup_evidence=_round(state.evidence.hangup_evidence), error=result.error,
             timings=timings, **self._base(state, det)))
         if result.job.meta:  # chunk end -> published, for the /metrics histogram
             metrics.observe_verdict_latency(time.time() - float(result.job.meta))
@@ -219,9 +224,12 @@ class Guard:
         log.info("%s leg of %s: %s -> %s (evidence %.3f after %d chunk(s))", state.leg.leg, state.leg.call_id,
                  previous, verdict, evidence or 0.0, state.evidence.n_scored,
                  extra=call_context(state.leg.call_id, state.leg.leg, state.leg.channel_id))
+        # a spoof verdict rests on the hang-up window's mean, the others on the warn window's
+        decisive = state.evidence.hangup_evidence if verdict == "spoof" else evidence
         await self.bus.publish(make_message(
-            "verdict", chunk_index=chunk.index, chunk_start_s=chunk.start_s, score=evidence, verdict=verdict,
+            "verdict", chunk_index=chunk.index, chunk_start_s=chunk.start_s, score=decisive, verdict=verdict,
             previous_verdict=previous, evidence=None if evidence is None else round(evidence, 6),
+            hangup_evidence=_round(state.evidence.hangup_evidence),
             actions=list(state.policy.actions.get(verdict, ())), warn_media=state.policy.warn_media,
             timings=timings, seq=len(state.verdict_history), **self._base(state, det)))
         metrics.inc(metrics.VERDICT_PREFIX + verdict)

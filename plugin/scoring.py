@@ -77,6 +77,7 @@ class DetectorInfo:
     warn: float
     hangup: float
     eer: float
+    hangup_window: int | None = None  # chunks the hang-up threshold was calibrated on (None: the policy's window)
 
 
 @dataclass
@@ -148,8 +149,9 @@ def resolve_loader(spec: str) -> Callable[[str, str | None], Any]:
 
 def detector_info(detector: Any) -> DetectorInfo:
     t = detector.thresholds
+    window = getattr(t, "hangup_window", None)
     return DetectorInfo(name=str(detector.name), version=str(detector.version), warn=float(t.warn),
-                        hangup=float(t.hangup), eer=float(t.eer))
+                        hangup=float(t.hangup), eer=float(t.eer), hangup_window=int(window) if window else None)
 
 
 def score_chunk(detector: Any, audio: np.ndarray) -> float:
@@ -647,7 +649,7 @@ class RemoteScoringService(_ScoringBase):
         """``<stream>:detector`` -> (the detector the workers serve, the [detector] name they were started as)."""
         d = {k.decode(): v.decode() for k, v in raw.items()}
         info = DetectorInfo(name=d["name"], version=d["version"], warn=float(d["warn"]), hangup=float(d["hangup"]),
-                            eer=float(d["eer"]))
+                            eer=float(d["eer"]), hangup_window=int(d.get("hangup_window") or 0) or None)
         return info, d.get("requested", info.name)
 
     async def start(self, timeout: float = 120.0) -> DetectorInfo:
@@ -808,7 +810,8 @@ class RemoteScoringService(_ScoringBase):
             try:
                 d = json.loads(raw)
                 info = DetectorInfo(name=str(d["name"]), version=str(d["version"]), warn=float(d["warn"]),
-                                    hangup=float(d["hangup"]), eer=float(d["eer"]))
+                                    hangup=float(d["hangup"]), eer=float(d["eer"]),
+                                    hangup_window=int(d.get("hangup_window") or 0) or None)
             except (ValueError, KeyError, TypeError):
                 info = None
             if len(self._stamps) > 64:  # a handful of versions in practice; never unbounded

@@ -161,7 +161,7 @@ class ChunkWorker:
         info = detector_info(self.detector)
         await self.redis.hset(info_key(self.stream), mapping={
             "name": info.name, "version": info.version, "warn": repr(info.warn), "hangup": repr(info.hangup),
-            "eer": repr(info.eer), "requested": self.requested})
+            "eer": repr(info.eer), "hangup_window": str(info.hangup_window or 0), "requested": self.requested})
         return info
 
     async def watch(self) -> None:

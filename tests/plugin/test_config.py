@@ -119,3 +119,14 @@ def test_a_policy_without_on_spoof_never_hangs_up():
 
     assert not Policy(name="default").allows("spoof", "hangup")
     assert Policy(name="default").allows("spoof", "warn")
+
+
+def test_a_policy_may_set_its_own_hangup_window_and_zero_is_refused():
+    from plugin.config import ConfigError, parse_config
+
+    base = {"ari": {"password": "x"}, "media": {"port": 0}}
+    cfg = parse_config({**base, "policies": {"strict": {"hangup_window": 8}}}, {}, check_port=False)
+    assert cfg.policies["strict"].hangup_window == 8
+    assert parse_config(base, {}, check_port=False).policies["default"].hangup_window is None  # the model's
+    with pytest.raises(ConfigError, match="hangup_window"):
+        parse_config({**base, "policies": {"strict": {"hangup_window": 0}}}, {}, check_port=False)

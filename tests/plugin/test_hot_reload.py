@@ -197,19 +197,20 @@ def test_live_legs_take_the_new_thresholds_and_keep_their_evidence(tmp_path, cap
         with caplog.at_level(logging.INFO, logger="plugin.guard"):
             await svc.reload()
         after = (list(state.evidence.scores), state.evidence.verdict, list(state.evidence.history))
-        thresholds = (state.evidence.warn, state.evidence.hangup)
-        svc.submit(ChunkJob(leg.key, _chunk(3)))
-        await _until(lambda: state.evidence.n_scored == 4)
+        thresholds = (state.evidence.warn, state.evidence.hangup, state.evidence.hangup_window)
+        for i in (3, 4):  # the shipped calibration measures hang-up on 5-chunk means: five chunks back a spoof
+            svc.submit(ChunkJob(leg.key, _chunk(i)))
+        await _until(lambda: state.evidence.n_scored == 5)
         await svc.close()
         return old, before, after, thresholds, state, bus.messages
 
     old, before, after, thresholds, state, messages = asyncio.run(main())
     assert old.warn > 0.5  # the shipped model's thresholds, so the chunks so far are bona fide
     assert before[1] == "bonafide" and after == before  # evidence and verdict kept by the reload
-    assert thresholds == (0.01, 0.02)
-    assert state.evidence.verdict == "spoof"  # the next chunk is judged with the new thresholds
+    assert thresholds == (0.01, 0.02, 5)
+    assert state.evidence.verdict == "spoof"  # the next chunks are judged with the new thresholds
     chunks = [m for m in messages if m["type"] == "chunk"]
-    assert [m["detector_version"] for m in chunks] == [old.version] * 3 + ["gbm-test-v2"]
+    assert [m["detector_version"] for m in chunks] == [old.version] * 3 + ["gbm-test-v2"] * 2
     lines = [r.getMessage() for r in caplog.records if "detector reloaded" in r.getMessage()]
     assert len(lines) == 1 and old.version in lines[0] and "gbm-test-v2" in lines[0] and "0.010" in lines[0]
     assert "1 live leg" in lines[0]

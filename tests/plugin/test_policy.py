@@ -72,3 +72,40 @@ def test_only_errors_never_produce_any_verdict(results):
 def test_inconsistent_thresholds_are_rejected():
     with pytest.raises(ValueError):
         ev(warn=0.9, hangup=0.5)
+
+
+def test_hangup_is_decided_on_the_longer_hangup_window_once_it_is_full():
+    e = LegEvidence(window=3, min_chunks=2, warn=0.5, hangup=0.8, hangup_window=5)
+    for i, s in enumerate([0.3, 0.95, 0.95, 0.95]):
+        e.add(i, s)
+    # the 3-chunk mean (0.95) is above hang-up, but only 4 chunks back it: still suspicious
+    assert e.verdict == "suspicious" and e.evidence == pytest.approx(0.95)
+    e.add(4, 0.95)  # 5-chunk mean 0.82
+    assert e.verdict == "spoof" and e.hangup_evidence == pytest.approx(0.82)
+    e.add(5, 0.3)  # 5-chunk mean (4 * 0.95 + 0.3) / 5 = 0.82: still spoof
+    assert e.verdict == "spoof"
+    e.add(6, 0.3)  # 5-chunk mean (3 * 0.95 + 2 * 0.3) / 5 = 0.69; 3-chunk mean 0.52
+    assert e.verdict == "suspicious"
+
+
+def test_a_low_chunk_inside_the_hangup_window_holds_back_a_hangup_the_warn_window_would_allow():
+    e = LegEvidence(window=3, min_chunks=2, warn=0.5, hangup=0.8, hangup_window=5)
+    for i, s in enumerate([0.1, 0.1, 0.95, 0.95, 0.95]):
+        e.add(i, s)
+    assert e.evidence == pytest.approx(0.95) and e.hangup_evidence == pytest.approx(0.61)
+    assert e.verdict == "suspicious"
+
+
+def test_new_thresholds_may_bring_a_new_hangup_window_and_keep_the_scores():
+    e = ev(window=3, min_chunks=2, warn=0.5, hangup=0.8)
+    for i in range(3):
+        e.add(i, 0.9)
+    assert e.verdict == "spoof"
+    e.set_thresholds(0.5, 0.8, hangup_window=5)
+    assert list(e.scores) == [0.9, 0.9, 0.9] and e.hangup_window == 5
+    e.add(3, 0.9)
+    assert e.verdict == "suspicious"  # four chunks cannot back a 5-chunk hang-up decision
+    e.add(4, 0.9)
+    assert e.verdict == "spoof"
+    with pytest.raises(ValueError):
+        e.set_thresholds(0.5, 0.8, hangup_window=0)
