@@ -68,13 +68,35 @@ def _tcp_free(port: int) -> bool:
             return False
 
 
-def free_udp_range(size: int, lo: int = 20000, hi: int = 60000) -> int:
-    """An even base port such that [base, base+size) are free UDP ports right now."""
+def free_udp_range(size: int, lo: int = 20000, hi: int = 60000,
+                   avoid: tuple[tuple[int, int], ...] | list[tuple[int, int]] = ()) -> int:
+    """An even base port such that [base, base+size) are free UDP ports right now and overlap none of the
+    ``avoid`` ranges ([start, end), e.g. ports picked for something that is not bound yet)."""
     for _ in range(200):
         base = random.randrange(lo, hi - size) & ~1
+        if any(base < end and start < base + size for start, end in avoid):
+            continue
         if all(_udp_free(p) for p in range(base, base + size)):
             return base
     raise LabError(f"no free UDP range of {size} ports")
+
+
+def _port_window(needed: int) -> tuple[int, int]:
+    """Where to look for port ranges: 20000 up to the kernel's ephemeral range (ports the kernel hands
+    out to any socket bound to port 0, which could take a lab port after it was checked), when that leaves
+    room; else 20000-60000."""
+    try:
+        eph_lo = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        eph_lo = 60000
+    hi = min(60000, eph_lo)
+    return (20000, hi) if hi - 20000 >= 3 * needed else (20000, 60000)
+
+
+SIPP_PORTS_PER_CALL = 10  # sipp call ``index``: p = sipp_base + 10*index (SIP), p+2, p+4 (RTP), p+6 (control)
+SIPP_INDEXES = 100  # call indexes 0..99 always fit (the integration tests use up to 90)
+RTP_PORTS_PER_CALL = 16  # Asterisk per bridged call: caller, callee, its loopback twin (RTP+RTCP each), taps:
+# 9-11 ports seen; Asterisk picks them at random in the range, so leave it room
 
 
 @dataclass
@@ -89,16 +111,22 @@ class LabPorts:
     sipp_base: int
 
     @classmethod
-    def pick(cls) -> LabPorts:
+    def pick(cls, calls: int = 0) -> LabPorts:
+        """Free loopback ports for one lab. ``calls``: concurrent sipp calls to make room for (Asterisk's
+        RTP range grows with them; sipp call indexes 0..max(99, calls-1) are reserved)."""
         used: set[int] = set()
         out = {}
         for name in ("http", "sip", "sip2", "redis", "media"):
             out[name] = free_port(socket.SOCK_STREAM if name in ("http", "redis") else socket.SOCK_DGRAM,
                                   used)
             used.add(out[name])
-        rtp = free_udp_range(200)
-        sipp = free_udp_range(40, lo=rtp + 200 if rtp + 240 < 60000 else 20000)
-        return cls(rtp_start=rtp, rtp_end=rtp + 199, sipp_base=sipp, **out)
+        rtp_size = max(200, RTP_PORTS_PER_CALL * calls)
+        sipp_size = SIPP_PORTS_PER_CALL * max(SIPP_INDEXES, calls)
+        lo, hi = _port_window(rtp_size + sipp_size)
+        singles = [(p, p + 1) for p in used]
+        rtp = free_udp_range(rtp_size, lo, hi, avoid=singles)
+        sipp = free_udp_range(sipp_size, lo, hi, avoid=[*singles, (rtp, rtp + rtp_size)])
+        return cls(rtp_start=rtp, rtp_end=rtp + rtp_size - 1, sipp_base=sipp, **out)
 
 
 @dataclass
@@ -354,9 +382,12 @@ class Lab:
         scen.write_text(_Tmpl((TEMPLATES / "sipp-uac.xml.tmpl").read_text()).substitute(
             audio=str(audio), duration_ms=int(duration_s * 1000), caller_name=caller_name,
             marker=str(marker)))
-        sip_port = self.ports.sipp_base + 10 * index
+        sip_port = self.ports.sipp_base + SIPP_PORTS_PER_CALL * index
         cmd = [SIPP, f"127.0.0.1:{self.ports.sip}", "-sf", str(scen), "-s", exten, "-m", "1", "-l", "1",
                "-i", "127.0.0.1", "-p", str(sip_port), "-mi", "127.0.0.1", "-mp", str(sip_port + 2),
+               # sipp uses p, p+2 (media) and p+4 (rtp_stream); its control port defaults to 8888 and counts
+               # up from there in every sipp, so dozens of callers would crowd it: give each its own
+               "-cp", str(sip_port + 6),
                "-nostdin", "-trace_err", "-timeout", f"{int(duration_s + 30)}s",
                "-timeout_error"]
         log = open(work / "sipp.out", "wb")  # noqa: SIM115
