@@ -105,19 +105,24 @@ class Reactor:
         verdict = str(msg.get("verdict"))
         t_msg = float(msg.get("ts") or time.time())
         done: dict[str, Any] = {"id": msg.get("id"), "verdict": verdict, "type": kind}
+        key = f"{leg.call_id}:{leg.leg}"
+        # annotation and warning go out together: the warning (what the other party hears) never waits for
+        # the channel-variable round trips
+        jobs = []
         if policy.allows(verdict, "annotate"):
             score = msg.get("evidence", msg.get("score"))
-            await self._safe("annotate", self.adapter.annotate(leg, self._variables(leg, score, verdict)))
-            done["annotate_s"] = time.time() - t_msg
-        if kind != "verdict":
-            return
-        key = f"{leg.call_id}:{leg.leg}"
-        if verdict in ("suspicious", "spoof") and policy.allows(verdict, "warn"):
+            jobs.append(self._timed(done, "annotate_s", t_msg, "annotate",
+                                    self.adapter.annotate(leg, self._variables(leg, score, verdict))))
+        if kind == "verdict" and verdict in ("suspicious", "spoof") and policy.allows(verdict, "warn"):
             warned = self._warned.setdefault(key, set())
             if verdict not in warned:
                 warned.add(verdict)
-                if await self._safe("warn", self.adapter.warn(leg, policy.warn_media)):
-                    done["warn_started_s"] = time.time() - t_msg
+                jobs.append(self._timed(done, "warn_started_s", t_msg, "warn",
+                                        self.adapter.warn(leg, policy.warn_media)))
+        if jobs:
+            await asyncio.gather(*jobs)
+        if kind != "verdict":
+            return
         if verdict == "spoof" and policy.allows("spoof", "hangup") and key not in self._hung_up:
             if "warn_started_s" in done and policy.hangup_grace_s > 0:
                 await asyncio.sleep(policy.hangup_grace_s)  # let the warning be heard first
@@ -139,6 +144,10 @@ class Reactor:
         if not suffix:
             out["CDR(deepfake_score)"] = value
         return out
+
+    async def _timed(self, done: dict[str, Any], key: str, t_msg: float, what: str, coro: Any) -> None:
+        if await self._safe(what, coro):
+            done[key] = time.time() - t_msg
 
     async def _safe(self, what: str, coro: Any) -> bool:
         try:

@@ -115,3 +115,24 @@ def test_while_redis_is_away_the_local_reactor_still_warns_and_hangs_up_and_igno
     asyncio.run(main())
     assert seen_before_redis == ["annotate", "warn", "hangup"]
     assert [w for w, _ in adapter.calls] == ["annotate", "warn", "hangup"]  # not twice
+
+
+def test_the_warning_does_not_wait_for_the_annotation_round_trips():
+    class SlowAnnotation(RecordingAdapter):
+        async def annotate(self, leg: Leg, variables: dict[str, str]) -> None:
+            await asyncio.sleep(0.3)  # a slow ARI: three channel-variable requests
+            await super().annotate(leg, variables)
+
+    adapter = SlowAnnotation()
+    reactor = Reactor("redis://127.0.0.1:1/0", "", "ch", adapter, {"guard": GUARD, "watch": WATCH})
+
+    async def main() -> None:
+        import time
+
+        await reactor.handle({**msg("suspicious"), "ts": time.time()})
+        await reactor.redis.aclose()
+
+    asyncio.run(main())
+    done = reactor.latencies[-1]
+    assert [what for what, _ in adapter.calls] == ["warn", "annotate"]  # both were done
+    assert done["warn_started_s"] < done["annotate_s"] and done["annotate_s"] >= 0.3
