@@ -1,4 +1,4 @@
-"""`callguard models list|rollback`: the versioned GBM models (see ``detector.versions``)."""
+"""`callguard models list|promote|rollback`: the versioned GBM models (see ``detector.versions``)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,17 @@ from detector.scoring import DEFAULT_MODELS_DIR
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser("models", help="list model versions, roll back a promotion")
+    p = subparsers.add_parser("models", help="list model versions, promote one by hand, roll back a promotion")
     p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     ls = sub.add_parser("list", help="versions with their retrain metrics; * marks the installed one")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=_list)
+    pr = sub.add_parser("promote", help="install a stored version by hand (e.g. a challenger `retrain "
+                                        "--keep-refused` kept); logged in promotions.jsonl")
+    pr.add_argument("version", help="a name from `callguard models list`")
+    pr.add_argument("--reason", required=True, help="why the retrain decision is overridden (logged)")
+    pr.set_defaults(func=_promote)
     rb = sub.add_parser("rollback", help="reinstall the version that was installed before the current one")
     rb.add_argument("--reason", default="", help="recorded in promotions.jsonl")
     rb.set_defaults(func=_rollback)
@@ -59,4 +64,27 @@ def _rollback(args: argparse.Namespace) -> int:
         print(f"callguard models rollback: {exc}", file=sys.stderr)
         return 1
     print(f"rolled back: {left} -> {restored.name} (installed in {args.models_dir}; logged in promotions.jsonl)")
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from detector.versions import VersionError, ensure_versioned, log_event, promote
+
+    try:
+        before = ensure_versioned(args.models_dir)
+    except VersionError as exc:
+        print(f"callguard models promote: {exc}", file=sys.stderr)
+        return 1
+    if before.name == args.version:
+        print(f"callguard models promote: {args.version} is already installed", file=sys.stderr)
+        return 1
+    try:
+        installed = promote(args.models_dir, args.version)
+    except VersionError as exc:
+        print(f"callguard models promote: {exc}", file=sys.stderr)
+        return 1
+    log_event(args.models_dir, {"event": "manual_promotion", "from": before.name, "to": installed.name,
+                                "reason": args.reason})
+    print(f"promoted by hand: {before.name} -> {installed.name} (installed in "
+          f"{args.models_dir}; logged in promotions.jsonl; `callguard models rollback` undoes it)")
     return 0

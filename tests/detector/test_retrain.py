@@ -185,3 +185,31 @@ def test_watch_version_reports_each_promotion_once(champion_dir, tmp_path):
     shutil.copytree(first.path, versions.versions_dir(models) / name)
     versions.promote(models, name)
     assert versions.watch_version(models, seen).name == name
+
+
+def test_a_kept_refused_challenger_can_be_promoted_by_hand_logged_and_rolled_back(corpus, champion_dir, tmp_path,
+                                                                                 capsys):
+    from plugin.cli import main
+
+    models = _models(champion_dir, tmp_path)
+    before = (models / "gbm.txt").read_bytes()
+    review = _reviewed(tmp_path / "review", {f"call{i}": "synthetic" for i in range(6)})
+    # an impossible eval tolerance: refused whatever it learns, but kept in versions/
+    record = retrain(corpus, review, models, RetrainSettings(rounds=20, early_stopping=10, eer_tolerance=-1.0,
+                                                              keep_refused=True))
+    assert record["event"] == "refused"
+    name = record["challenger"]
+    args = ["models", "--models-dir", str(models), "promote"]
+    with pytest.raises(SystemExit):  # --reason is required: an override is always explained
+        main([*args, name])
+    assert main([*args, "no-such-version", "--reason", "x"]) == 1
+    assert main([*args, name, "--reason", "reviewed by hand"]) == 0
+    assert versions.current_version(models).name == name
+    assert (models / "gbm.txt").read_bytes() == (versions.versions_dir(models) / name / "gbm.txt").read_bytes()
+    last = versions.read_log(models)[-1]
+    assert last["event"] == "manual_promotion" and last["to"] == name and last["reason"] == "reviewed by hand"
+    assert last["from"] == record["champion"]
+    assert main([*args, name, "--reason", "again"]) == 1  # already installed
+    assert main(["models", "--models-dir", str(models), "rollback"]) == 0
+    assert (models / "gbm.txt").read_bytes() == before
+    capsys.readouterr()
