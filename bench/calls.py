@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import time
@@ -90,6 +91,34 @@ def shed_in_log(text: str) -> int:
     """The plugin's own count of shed chunks: its rate-limited overload lines end with ``N shed in all``."""
     counts = [int(n) for n in re.findall(r"(\d+) shed in all", text)]
     return max(counts, default=0)
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Unlabelled samples of a Prometheus text exposition: ``{name: value}``."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("#") or "{" in line:
+            continue
+        parts = line.split()
+        if len(parts) == 2:
+            with contextlib.suppress(ValueError):
+                out[parts[0]] = float(parts[1])
+    return out
+
+
+def _scrape(log_path: Path, token: str) -> dict[str, float]:
+    """The plugin's /metrics (its HTTP port is in its log: ``http endpoint on http://HOST:PORT``)."""
+    import urllib.request
+
+    m = re.findall(r"http endpoint on (http://[\d.:]+)", log_path.read_text(errors="replace"))
+    if not m:
+        return {}
+    req = urllib.request.Request(m[-1] + "/metrics", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return parse_metrics(resp.read().decode())
+    except OSError:
+        return {}
 
 
 def summarize(messages: list[dict[str, Any]], calls: list[dict[str, Any]], *,
@@ -215,6 +244,17 @@ def proc_cpu_s(pid: int | None) -> float | None:
         return None
 
 
+def proc_cpu_split(pid: int | None) -> tuple[float, float] | None:
+    """(user, system) CPU seconds of a process."""
+    if not pid:
+        return None
+    try:
+        parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(parts[11]) / CLK, int(parts[12]) / CLK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def proc_rss_bytes(pid: int | None) -> int | None:
     if not pid:
         return None
@@ -284,7 +324,8 @@ def run_calls(n_calls: int, seconds: float = 20.0, detector: str = "gbm", *, syn
     legs = '"caller", "callee"' if guard == "both" else '"caller"'
     lab.write(detector=detector, loader=loader, models_dir=models_dir, policies=BENCH_POLICIES % {"legs": legs})
     extens = [e.strip() for e in exten.split(",") if e.strip()]
-    env = {"CALLGUARD_DETECTOR_WORKERS": str(workers),
+    token = secrets.token_hex(16)
+    env = {"CALLGUARD_DETECTOR_WORKERS": str(workers), "CALLGUARD_HTTP_TOKEN": token,
            "CALLGUARD_DETECTOR_QUEUE_SIZE": str(queue_size or max(16, n_calls // 2)),
            "OMP_NUM_THREADS": "1"}
     proc = None
@@ -320,6 +361,7 @@ def run_calls(n_calls: int, seconds: float = 20.0, detector: str = "gbm", *, syn
         if idle0 is not None and idle1 is not None:
             report["plugin_idle_cpu_cores"] = round((idle1 - idle0) / (time.monotonic() - idle_t0), 4)
         cpu0 = {k: proc_cpu_s(p) for k, p in pids.items()}
+        split0 = proc_cpu_split(proc.pid)
         wcpu0 = {p: proc_cpu_s(p) for p in workers_pids}
         rss0 = proc_rss_bytes(proc.pid)
         rss_max = rss0 or 0
@@ -356,8 +398,10 @@ def run_calls(n_calls: int, seconds: float = 20.0, detector: str = "gbm", *, syn
             time.sleep(0.2)
         wall = time.monotonic() - w0
         cpu1 = {k: proc_cpu_s(p) for k, p in pids.items()}
+        split1 = proc_cpu_split(proc.pid)
         wcpu1 = {p: proc_cpu_s(p) for p in workers_pids}
         workers_rss = [proc_rss_bytes(p) for p in workers_pids]
+        metrics = _scrape(lab.log_dir / "callguard.log", token)
         for s in sipps:
             s.wait(10)
         calls = [{**{k: v for k, v in c.items() if k != "audio"}, "rc": s.proc.returncode,
@@ -383,6 +427,9 @@ def run_calls(n_calls: int, seconds: float = 20.0, detector: str = "gbm", *, syn
                                                             for p in workers_pids) / wall, 3)
         report["plugin_cpu_s"] = None if cpu0["plugin"] is None or cpu1["plugin"] is None \
             else round(cpu1["plugin"] - cpu0["plugin"], 2)
+        if split0 and split1:
+            report["plugin_cpu_user_s"] = round(split1[0] - split0[0], 2)
+            report["plugin_cpu_system_s"] = round(split1[1] - split0[1], 2)
         pkts = report["rtp"].get("packets", 0)
         report["plugin_cpu_us_per_packet"] = round(1e6 * report["plugin_cpu_s"] / pkts, 1) \
             if pkts and report["plugin_cpu_s"] is not None else None
@@ -391,7 +438,13 @@ def run_calls(n_calls: int, seconds: float = 20.0, detector: str = "gbm", *, syn
         report["plugin_children_rss_mb"] = [round((x or 0) / 2**20, 1) for x in workers_rss]  # detector workers,
         # and multiprocessing's helper process
         log_text = (lab.log_dir / "callguard.log").read_text(errors="replace")
-        report["chunks_shed"] = shed_in_log(log_text)
+        # the plugin's counters (/metrics); its log when they could not be read
+        report["chunks_shed"] = int(metrics.get("callguard_chunks_shed_total", shed_in_log(log_text)))
+        passes = metrics.get("callguard_media_read_passes_total")
+        report["media_datagrams_per_read_pass"] = round(metrics.get("callguard_media_datagrams_total", 0) / passes, 2) \
+            if passes else None
+        report["media_unknown_source_packets"] = metrics.get("callguard_media_unknown_source_packets_total")
+        report["metrics_read"] = bool(metrics)
         report["plugin_errors_logged"] = sum(1 for line in log_text.splitlines() if " ERROR " in line)
         report["loadavg_end"] = _loadavg()
         report["ok"], report["why_not"] = judge(report)
@@ -415,7 +468,8 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, Any]]:
             "chunk_end_to_published_p95_ms", "chunk_end_to_published_p99_ms", "chunk_end_to_published_max_ms",
             "first_verdict_after_onset_p50_s", "first_verdict_after_onset_p95_s", "tap_setup_p50_ms",
             "tap_setup_p95_ms", "first_packet_p50_ms", "wall_s", "plugin_idle_cpu_cores", "plugin_cpu_s",
-            "plugin_cpu_us_per_packet",
+            "plugin_cpu_user_s", "plugin_cpu_system_s",
+            "plugin_cpu_us_per_packet", "media_datagrams_per_read_pass",
             "plugin_rss_mb_before_calls", "plugin_rss_mb_max", "loadavg_start", "loadavg_end", "ok")
     rows = [(k, r.get(k)) for k in keys]
     rows += [(f"rtp.{k}", v) for k, v in (r.get("rtp") or {}).items()]

@@ -247,23 +247,29 @@ class MediaEndpoint:
         sock = self._sock
         if sock is None:
             return
-        self.read_passes += 1
         recv = sock.recvfrom
         dispatch = self.datagram_received
-        for _ in range(self.read_batch):
+        n = 0
+        while n < self.read_batch:
             try:
                 data, addr = recv(MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:  # e.g. an ICMP error queued on the socket: reported, reading goes on later
                 self.error_received(exc)
-                return
+                break
+            n += 1
             try:
                 dispatch(data, addr)
             except Exception:  # fail open: one bad datagram must not stop the endpoint (taps never raise)
                 metrics.inc("media_feed_errors")
                 log.exception("media: handling a datagram from %s failed", addr)
-        self.full_batches += 1
+        else:
+            self.full_batches += 1  # datagrams may be left: the loop comes back after its other work
+        self.read_passes += 1
+        metrics.inc("media_read_passes")  # media_datagrams / media_read_passes: the mean batch
+        if n:
+            metrics.inc("media_datagrams", n)
 
     def add_tap(self, addr: Addr, tap: LegTap) -> None:
         self.taps[_norm(addr)] = tap

@@ -168,3 +168,13 @@ def test_expected_chunks_follow_the_offline_chunker():
     ulaw = g711_encode(to_int16(x.astype(np.float32)), "ulaw").tobytes()
     assert expected_chunks(ulaw) == 3  # 7 s of continuous voicing: three whole 2-s chunks
     assert expected_chunks(b"\xff" * 8000 * 5) == 0  # silence: none
+
+
+def test_prometheus_counters_are_parsed_without_labels():
+    from bench.calls import parse_metrics
+
+    text = ("# HELP callguard_chunks_shed_total speech chunks dropped\n# TYPE callguard_chunks_shed counter\n"
+            "callguard_chunks_shed_total 7.0\ncallguard_media_read_passes_total 1200.0\n"
+            'callguard_verdicts_total{verdict="spoof"} 2.0\ncallguard_up 1.0\n')
+    assert parse_metrics(text) == {"callguard_chunks_shed_total": 7.0, "callguard_media_read_passes_total": 1200.0,
+                                   "callguard_up": 1.0}

@@ -86,8 +86,12 @@ def test_batches_are_bounded_by_default_and_one_pass_reads_many_datagrams():
         ep.close()
         return len(rec.got), ep.read_passes
 
+    before = (metrics.get("media_datagrams"), metrics.get("media_read_passes"))
     got, passes = asyncio.run(main())
     assert got == 100 and passes < 50
+    # exported for /metrics: datagrams / read passes is the mean batch
+    assert metrics.get("media_datagrams") - before[0] == 100
+    assert metrics.get("media_read_passes") - before[1] == passes
 
 
 def test_a_failing_handler_is_counted_and_the_endpoint_keeps_reading():
