@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import tempfile
@@ -364,6 +365,7 @@ def run_calls(n_calls: int, seconds: float = 20.0, detector: str = "gbm", *, syn
         split0 = proc_cpu_split(proc.pid)
         wcpu0 = {p: proc_cpu_s(p) for p in workers_pids}
         rss0 = proc_rss_bytes(proc.pid)
+        kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the sipp callers land here once reaped
         rss_max = rss0 or 0
         w0 = time.monotonic()
 
@@ -404,6 +406,8 @@ def run_calls(n_calls: int, seconds: float = 20.0, detector: str = "gbm", *, syn
         metrics = _scrape(lab.log_dir / "callguard.log", token)
         for s in sipps:
             s.wait(10)
+        kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        sipp_cpu = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
         calls = [{**{k: v for k, v in c.items() if k != "audio"}, "rc": s.proc.returncode,
                   "hung_up_by_pbx": s.hung_up_by_pbx} for c, s in zip(plan, sipps, strict=True)]
         report.update(summarize(messages, calls, guarded_legs=("caller", "callee") if guard == "both" else ("caller",)))
@@ -423,6 +427,7 @@ def run_calls(n_calls: int, seconds: float = 20.0, detector: str = "gbm", *, syn
 
         report["wall_s"] = round(wall, 2)
         report["cpu_cores"] = {k: cores(cpu0[k], cpu1[k]) for k in pids}
+        report["cpu_cores"]["sipp_callers"] = round(sipp_cpu / wall, 3)
         report["cpu_cores"]["detector_workers"] = round(sum((wcpu1[p] or 0) - (wcpu0[p] or 0)
                                                             for p in workers_pids) / wall, 3)
         report["plugin_cpu_s"] = None if cpu0["plugin"] is None or cpu1["plugin"] is None \

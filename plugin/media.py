@@ -131,7 +131,13 @@ class LegTap:
             # packet must not turn every later loss into seconds of synthetic audio
             self._last_frame_len = min(usable, 3 * self.rate * FRAME_MS // 1000 * self.width)
             if self.fmt == "ulaw":
-                pcm = ULAW_TO_PCM[np.frombuffer(payload, np.uint8, usable)].astype(np.float64)
+                pcm16 = ULAW_TO_PCM[np.frombuffer(payload, np.uint8, usable)]
+                if usable == _FRAME_8K and not self._pending.size:
+                    # the usual packet: exactly one 20 ms frame and nothing pending, so the int16 table
+                    # values are the frame (what push_8k's float round trip would give, bit for bit)
+                    self._push_frame(pcm16, now)
+                    return
+                pcm = pcm16.astype(np.float64)
             else:
                 pcm = np.frombuffer(payload, ">i2", usable // 2).astype(np.float64)
         if self._decim is not None:
@@ -145,13 +151,17 @@ class LegTap:
         while self._pending.size >= _FRAME_8K:
             frame = np.clip(np.rint(self._pending[:_FRAME_8K]), -32768, 32767).astype(np.int16)
             self._pending = self._pending[_FRAME_8K:]
-            self.stats.frames += 1
-            for chunk in self.chunker.push(frame):
-                self.stats.chunks += 1
-                if self.stats.speech_onset_at is None:
-                    # the chunk ends now; its speech began (end_s - start_s) stream-seconds ago
-                    self.stats.speech_onset_at = now - (chunk.end_s - chunk.start_s)
-                self.on_chunk(self.key, chunk)
+            self._push_frame(frame, now)
+
+    def _push_frame(self, frame: np.ndarray, now: float) -> None:
+        """One 20 ms int16 frame at 8 kHz into the speech chunker; chunks out to ``on_chunk``."""
+        self.stats.frames += 1
+        for chunk in self.chunker.push(frame):
+            self.stats.chunks += 1
+            if self.stats.speech_onset_at is None:
+                # the chunk ends now; its speech began (end_s - start_s) stream-seconds ago
+                self.stats.speech_onset_at = now - (chunk.end_s - chunk.start_s)
+            self.on_chunk(self.key, chunk)
 
 
 MAX_DATAGRAM = 65536  # larger than any UDP payload: nothing is truncated (raw sources check sizes themselves)

@@ -199,3 +199,27 @@ def test_start_reports_the_bound_address_a_taken_port_raises_and_close_is_idempo
         again.close()
 
     asyncio.run(main())
+
+
+def test_ulaw_frames_take_the_int16_fast_path_with_the_same_frames_as_the_float_path():
+    """A 160-byte u-law packet with nothing pending goes to the chunker as the table's int16 values; odd
+    packet sizes (pending samples) take the float path; the frames are the same either way."""
+    import numpy as np
+
+    from detector.audio import ULAW_TO_PCM
+
+    rng = np.random.default_rng(3)
+    sizes = [160] * 20 + [240, 80] + [160] * 5 + [100, 220] + [160] * 3  # 30 ms, 10 ms, ... keeps whole frames
+    payloads = [rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in sizes]
+    dgrams = [struct.pack("!BBHII", 0x80, 0, i, sum(sizes[:i]), 5) + p for i, p in enumerate(payloads)]
+
+    fast = LegTap(key="f", fmt="ulaw", on_chunk=lambda k, c: None, reorder_window=0)
+    frames: list = []
+    push = fast.chunker.push
+    fast.chunker.push = lambda fr: (frames.append(fr.copy()), push(fr))[1]  # type: ignore[method-assign]
+    for d in dgrams:
+        fast.feed(d, now=0.0)
+    ref = np.concatenate([ULAW_TO_PCM[np.frombuffer(p, np.uint8)] for p in payloads])
+    assert fast.stats.frames == len(frames) == len(ref) // 160
+    got = np.concatenate(frames)
+    assert got.dtype == np.int16 and np.array_equal(got, ref[: len(got)])
