@@ -170,6 +170,9 @@ class Bus:
         # it at once, so a Redis outage does not silence warnings and hang-ups of this process's calls
         self.on_undelivered: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self._local: set[asyncio.Task[None]] = set()
+        # called on the event loop with every message given to ``publish`` (delivered or spooled), e.g. the
+        # dashboard's verdict feed; must be quick and must not modify the message. Errors are logged, never raised
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     async def start(self) -> None:
         try:
@@ -231,6 +234,7 @@ class Bus:
 
     async def publish(self, msg: dict[str, Any]) -> bool:
         """Deliver now, or spool. Returns True when delivered to Redis. Never raises."""
+        self._notify(msg)
         async with self._lock:
             msg = self._stamp(msg)
             if not self.spool.has_items():
@@ -248,6 +252,14 @@ class Bus:
             self._local.add(task)
             task.add_done_callback(self._local.discard)
         return False
+
+    def _notify(self, msg: dict[str, Any]) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(msg)
+            except Exception:  # a broken listener never stops a message
+                metrics.inc("bus_listener_errors")
+                log.exception("bus listener %r failed on a %s message", listener, msg.get("type"))
 
     def write_summary_line(self, msg: dict[str, Any]) -> None:
         if self.summary_log is None:
