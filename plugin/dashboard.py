@@ -62,9 +62,9 @@ ITEM_FIELDS = ("id", "created_at", "call_id", "leg", "channel_id", "caller_numbe
 INSTALLED_FIELDS = ("version", "thresholds", "thresholds_basis", "calibrated_on", "dev", "retrain")
 
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; media-src 'self'; "
-            "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-LOGIN_CSP = ("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; "
-             "base-uri 'none'")
+            "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+LOGIN_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
+             "frame-ancestors 'none'; base-uri 'none'")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 LegsSource = Callable[[], Mapping[str, Any] | None]
@@ -247,7 +247,8 @@ class Dashboard:
     async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
         if request.path.startswith(("/dashboard", "/api/")):
             response.headers.setdefault("X-Content-Type-Options", "nosniff")
-            response.headers.setdefault("Referrer-Policy", "no-referrer")
+            # same-origin, not no-referrer: with no-referrer a browser sends "Origin: null" on form POSTs
+            response.headers.setdefault("Referrer-Policy", "same-origin")
             response.headers.setdefault("X-Frame-Options", "DENY")
 
     async def _cleanup(self, app: web.Application) -> None:
