@@ -319,8 +319,11 @@ def run_calls(n_calls: int, seconds: float = 20.0, detector: str = "gbm", *, syn
         raise RuntimeError(f"not installed: {', '.join(missing)}")
     # short path: Asterisk's control socket path must stay under 108 bytes
     root = Path(keep).resolve() if keep else Path(tempfile.mkdtemp(prefix="cg-calls-"))
-    if keep and root.exists():
-        shutil.rmtree(root)
+    if keep and root.exists():  # only ever replace an earlier bench run (never an arbitrary directory)
+        if (root / "lab" / "lab.json").exists():
+            shutil.rmtree(root / "lab")
+        elif any(root.iterdir()):
+            raise RuntimeError(f"{root} exists and is not an earlier `bench calls` run: choose another --keep")
     lab = Lab(root=root / "lab", ports=LabPorts.pick(calls=n_calls))
     legs = '"caller", "callee"' if guard == "both" else '"caller"'
     lab.write(detector=detector, loader=loader, models_dir=models_dir, policies=BENCH_POLICIES % {"legs": legs})
