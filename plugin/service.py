@@ -15,6 +15,7 @@ from plugin.ari import AriClient
 from plugin.asterisk import AsteriskAdapter
 from plugin.bus import Bus
 from plugin.config import Config, redact_url
+from plugin.dashboard import Dashboard
 from plugin.esl import EslClient
 from plugin.freeswitch import EVENTS as FREESWITCH_EVENTS
 from plugin.freeswitch import FreeSwitchAdapter
@@ -46,7 +47,16 @@ class Service:
         f = config.freeswitch  # [telephony] kind = "freeswitch": the Event Socket instead of ARI
         self.esl = (EslClient(f.host, f.port, f.password, events=FREESWITCH_EVENTS, event_format=f.event_format)
                     if config.telephony.kind == "freeswitch" else None)
-        self.http = HttpServer(config.http, self.status) if config.http.enabled else None
+        # the admin dashboard (issue #9) is served with the HTTP endpoint whenever a token protects it
+        self.dashboard = Dashboard(
+            legs=lambda: self.guard.legs if self.guard is not None else None,  # the guard is made in start()
+            detector=lambda: self.scoring.info,
+            review_dir=getattr(config.capture, "dir", None),
+            models_dir=self._models_dir(),
+        ) if config.http.enabled and config.http.token else None
+        if self.dashboard is not None:
+            self.bus.listeners.append(self.dashboard.feed)  # the verdict feed
+        self.http = HttpServer(config.http, self.status, dashboard=self.dashboard) if config.http.enabled else None
         self._redis_state: tuple[float, bool, str | None] = (float("-inf"), False, "not checked yet")
         self._status_lock = asyncio.Lock()
         self.adapter: AsteriskAdapter | FreeSwitchAdapter | None = None
