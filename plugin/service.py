@@ -152,6 +152,11 @@ class Service:
             try:
                 async for version in versions.watch_versions(models_dir, det.reload_interval_s, last):
                     last = version
+                    if await asyncio.to_thread(_holds_running_model, version.path, self.scoring.info):
+                        # e.g. the first `retrain` snapshots the model in place as the first version
+                        log.info("model version %s installed in %s holds the model already running: no reload",
+                                 version.name, models_dir)
+                        continue
                     log.info("model version %s installed in %s: reloading the detector", version.name, models_dir)
                     try:
                         await self.scoring.reload()
@@ -194,6 +199,17 @@ class Service:
             legs_guarded=len(self.guard.legs) if self.guard else 0, chunks_scored=self.scoring.scored,
             chunks_shed=self.scoring.shed, chunks_errored=self.scoring.errors, queue_depth=self.scoring.queued,
             spool_length=spool, uptime_s=time.monotonic() - self.started_at)
+
+
+def _holds_running_model(version_dir: Any, info: Any) -> bool:
+    """True when a version's GBM calibration names the model version the service is already scoring with."""
+    import json
+
+    try:
+        cal = json.loads((version_dir / "gbm.calibration.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return info is not None and info.name == "gbm" and cal.get("version") == info.version
 
 
 async def run_forever(config: Config, stop: asyncio.Event | None = None) -> None:

@@ -252,6 +252,37 @@ def test_the_service_watcher_reloads_once_per_installed_version_and_not_at_start
     assert service._model_watch is None
 
 
+def test_the_first_versioning_snapshot_of_the_running_model_does_not_reload_it(tmp_path):
+    from plugin.service import Service
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for f in FILES:
+        shutil.copyfile(SHIPPED / f, models / f)  # not versioned yet, as shipped
+    cfg = parse_config({"ari": {"password": "s3cret"}, "media": {"port": 0}, "http": {"enabled": False},
+                        "redis": {"spool_path": str(tmp_path / "spool.jsonl"),
+                                  "summary_log": str(tmp_path / "summary.jsonl")},
+                        "detector": {"models_dir": str(models), "reload_interval_s": 0.1}}, {}, check_port=False)
+
+    async def main():
+        service = Service(cfg)
+        mod, installed = await service._installed_version()
+        await service.scoring.start()
+        service._model_watch = asyncio.create_task(service._watch_models(mod, installed))
+        versions.ensure_versioned(models)  # what the first `callguard retrain` does before training
+        await asyncio.sleep(0.6)  # several polls see the new pointer
+        after_snapshot = service.scoring.reloads
+        versions.promote(models, _stage(models, "v2", version="gbm-test-v2", warn=0.5, hangup=0.6))
+        await _until(lambda: service.scoring.reloads == 1)
+        version = service.scoring.info.version
+        await service.close()
+        return installed, after_snapshot, version
+
+    installed, after_snapshot, version = asyncio.run(main())
+    assert installed is None and after_snapshot == 0
+    assert version == "gbm-test-v2"
+
+
 def test_hot_reload_is_off_with_interval_zero_and_in_remote_mode(tmp_path):
     from plugin.service import Service
 
