@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from detector.audio import AudioError, load_audio
+from detector.audio import AudioError
 from detector.chunking import speech_chunks
 from detector.corpus import splits as splitmod
 from detector.corpus.channel import apply_channel
+from detector.corpus.game_audio import load_recording, recording_duration, recording_rate
 from detector.corpus.generators import load_all
 from detector.corpus.manifest import COLUMNS
 from detector.corpus.neural_vocoders import FAMILIES as VOCODER_FAMILIES
@@ -73,12 +74,7 @@ class Job:
 
 
 def _duration(path: Path) -> float:
-    if path.suffix.lower() == ".gsm":
-        return path.stat().st_size / 33 * 0.02
-    try:
-        return float(sf.info(str(path)).duration)
-    except Exception:
-        return 0.0
+    return recording_duration(path)
 
 
 def _segments(pack: Pack, seg_s: float, seed: int, max_segs: int | None) -> list[tuple[list[Path], float]]:
@@ -88,6 +84,7 @@ def _segments(pack: Pack, seg_s: float, seed: int, max_segs: int | None) -> list
     segs: list[tuple[list[Path], float]] = []
     cur: list[Path] = []
     cur_s = 0.0
+    cap_s = pack.max_minutes * 60 if pack.max_minutes else None
     for i in order:
         d = _duration(files[i])
         if d <= 0.05:
@@ -98,6 +95,8 @@ def _segments(pack: Pack, seg_s: float, seed: int, max_segs: int | None) -> list
             segs.append((cur, cur_s))
             cur, cur_s = [], 0.0
             if max_segs is not None and len(segs) >= max_segs:
+                return segs
+            if cap_s is not None and sum(d for _, d in segs) >= cap_s:
                 return segs
     if cur_s >= 2.5:
         segs.append((cur, cur_s))
@@ -185,15 +184,12 @@ def _plan_transform(seed, split, fam, mod, target_s, bona: list[Job], rng, cfg) 
 
 def _load_source(files: list[str], rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """Concatenate recordings at 8 kHz (telephone packs) or 16 kHz (wideband packs) with short pauses."""
-    infos = []
-    for f in files:
-        sr = 8000 if f.lower().endswith(".gsm") else sf.info(f).samplerate
-        infos.append(sr)
+    infos = [recording_rate(f) for f in files]
     rate = 8000 if max(infos) <= 8000 else 16000
     pieces = []
     for f in files:
         try:
-            x = load_audio(f, rate)
+            x = load_recording(f, rate)
         except AudioError as exc:
             log.warning("skipping %s", exc)
             continue
@@ -348,7 +344,8 @@ def build(out: Path, seed: int = 1, size: str = "full", workers: int = 2, skip: 
         "families": {f: {"split": fam_split[f], "attack_type": families[f].ATTACK_TYPE} for f in available},
         "missing_generators": missing_generators, "missing_sources": missing_sources,
         "sources": [{"package": p.package, "speaker": p.speaker, "group": p.group, "language": p.language,
-                     "licence": p.licence, "gsm": p.gsm, "files": len(p.files), "note": p.note} for p in packs],
+                     "licence": p.licence, "gsm": p.gsm, "codec_history": p.codec_history,
+                     "max_minutes": p.max_minutes, "files": len(p.files), "note": p.note} for p in packs],
         "group_splits": splitmod.group_splits(sorted({p.group for p in packs})),
     }
     (out / "build_info.json").write_text(json.dumps(info, indent=1, ensure_ascii=False), encoding="utf-8")

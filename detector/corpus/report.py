@@ -39,6 +39,21 @@ def audit_text(corpus_dir: Path, rows: list[dict], sample: int) -> list[str]:
     return out
 
 
+def codec_history_lines(info: dict) -> list[str]:
+    """Bona fide packs that went through a lossy codec (or 8-bit PCM) before the build, by codec."""
+    by_codec: dict[str, set[str]] = {}
+    for src in info.get("sources", []):
+        codec = src.get("codec_history") or ("gsm" if src.get("gsm") else "")
+        if codec:
+            by_codec.setdefault(codec, set()).add(src["speaker"])
+    out = []
+    names = {"gsm": "GSM-coded", "mp3-16k": "MP3-coded (16 kbit/s)", "pcm-u8": "8-bit PCM"}
+    for codec, speakers in sorted(by_codec.items()):
+        out.append(f"{names.get(codec, codec)} bona fide packs (codec history before the channel): "
+                   f"{', '.join(sorted(speakers))}")
+    return out
+
+
 def report(corpus_dir: str | Path, audit_sample: int = 0) -> str:
     corpus_dir = Path(corpus_dir)
     rows = load_manifest(corpus_dir)
@@ -70,6 +85,8 @@ def report(corpus_dir: str | Path, audit_sample: int = 0) -> str:
     out += _table("bona fide chunks by speaker (source package, split):",
                   Counter(f"{r['speaker']} ({r['source']}, {r['split']})" for r in rows
                           if r["label"] == "bonafide"), n)
+    out += _table("bona fide chunks by source package (split):",
+                  Counter(f"{r['source']} ({r['split']})" for r in rows if r["label"] == "bonafide"), n)
     out += _table("chunks by language:", Counter(r["language"] for r in rows), n)
     out += _table("chunks by codec:", Counter(r["codec"] for r in rows), n)
     bl = Counter("band-limited" if r["bandlimit"] != "none" else "full band" for r in rows)
@@ -84,9 +101,7 @@ def report(corpus_dir: str | Path, audit_sample: int = 0) -> str:
     neural = sorted({r["generator"] for r in rows if r["attack_type"] == "neural"})
     out.append(f"human speakers: {n_speakers} in {n_groups} groups; generator families: {n_fams} "
                f"(neural: {', '.join(neural) or 'none'}); languages: {len({r['language'] for r in rows})}")
-    gsm = [s["speaker"] for s in info.get("sources", []) if s.get("gsm")]
-    if gsm:
-        out.append(f"GSM-coded bona fide packs (already through a lossy codec): {', '.join(sorted(set(gsm)))}")
+    out += codec_history_lines(info)
     problems = check_disjoint(rows)
     out.append("splits disjoint by speaker group and generator: " + ("yes" if not problems else
                                                                      "NO: " + "; ".join(problems[:5])))

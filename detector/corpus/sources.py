@@ -15,11 +15,24 @@ speaker(s) and the licence read from the package's copyright file. Rules:
   per language; the minor characters of one language are pooled (actors not credited in the package)
   and kept in the same group as that language's fish, so an actor who voices several roles cannot leak
   across splits.
+- Tux Paint stamp descriptions (``*_desc_<lang>.ogg``): one volunteer reader per language, credited in
+  the package changelog; languages with a few clips only are minor groups; Brazilian Portuguese (school
+  children) is left out.
+- Flight of the Amazon Queen: speech entries of the ``queen.1c`` archive, named by ScummVM's scheme
+  (``engines/queen/talk.cpp``, ``logic.cpp``, ``cutaway.cpp``): Joe King is his own speaker and group;
+  every other character and all cut-scene lines (speaker not in the name, Joe included) are pooled in
+  ``fotaq_cast``. MP3 at 16 kbit/s: flagged in ``codec_history`` like GSM.
+- Drascula (English ``drascula`` and Spanish ``drascula-spanish``; never ``drascula-italian``, which is the
+  English audio again): ``*.ALS`` roles from the file-name prefix (``engines/drascula/talk.cpp``), one group
+  per language. Symlinks are skipped (the Spanish package links a few English files).
+- ``codec_history`` names any lossy coding a pack went through before the build (gsm, mp3-16k, pcm-u8):
+  a detector could learn it as a "human" cue, so the report lists these packs.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,6 +53,8 @@ class Pack:
     gsm: bool
     files: list[Path] = field(default_factory=list)
     note: str = ""
+    codec_history: str = ""            # lossy coding before the build: "", gsm, mp3-16k, pcm-u8
+    max_minutes: float | None = None   # full build: use at most this much of the pack (None = all)
 
     @property
     def key(self) -> str:
@@ -87,6 +102,45 @@ FILLETS_SKIP_ROLES = {"x"}  # sound effects, not speech
 KLETTRES = "klettres-data"
 KLETTRES_LICENCE = "GPL-2+ / GFDL-1.2+"
 KLETTRES_LANG = {"en_GB": "en", "pt_BR": "pt"}
+
+# Tux Paint: spoken stamp descriptions, one volunteer per language (usr/share/doc/.../changelog.gz:
+# "Descriptive sounds by ..."; Google Code-In students for be/bg/fr/ro/ru).
+TUXPAINT = "tuxpaint-stamps-default"
+TUXPAINT_LICENCE = "GPL-2"
+TUXPAINT_DIR = "usr/share/tuxpaint/stamps"
+TUXPAINT_RE = re.compile(r"_desc(?:_([A-Za-z@_]+?))?\.(?:ogg|wav)(?:\.ogg)?$")   # no language = English
+TUXPAINT_SPEAKERS = {  # language -> (speaker = group, note)
+    "be": ("kseniya_buraya", "Kseniya Buraya (f), Google Code-In"),
+    "bg": ("krasimir_petkov", "Krasimir Petkov (m), Google Code-In"),
+    "ca": ("tuxpaint_ca", "Catalan reader not credited (one male voice)"),
+    "da": ("joe_dalton", "Joe Dalton (m)"),
+    "el": ("kiriaki_serafeim", "Kiriaki Serafeim (f)"),
+    "es": ("estefania_ortiz", "Estefania Ortiz (f)"),
+    "fr": ("tuxpaint_fr", "Jacques Chion and/or PaulK (mostly one low male voice)"),
+    "ro": ("tuxpaint_ro_tabbytha", "'Tabbytha' (f), Google Code-In"),
+    "ru": ("edwin_veber", "Edwin Veber (m), Google Code-In"),
+}
+TUXPAINT_SKIP = {"pt_BR": "recorded by school children: left out of an adult-caller corpus"}
+TUXPAINT_MINOR_NOTE = "a few clips; reader(s) not credited: minor group"
+
+# Flight of the Amazon Queen (ScummVM talkie): speech inside one QTBL archive.
+FOTAQ = "flight-of-the-amazon-queen"
+FOTAQ_LICENCE = "Flight-of-the-Amazon-Queen-License (freeware)"
+FOTAQ_ARCHIVE = "usr/share/scummvm/flight-of-the-amazon-queen/queen.1c"
+FOTAQ_MAX_MINUTES = {"fotaq_joe": 30.0, "fotaq_cast": 45.0}   # ~75 and ~190 min in the package
+FOTAQ_CODEC = "mp3-16k"
+_FOTAQ_TALK = re.compile(r"^(\d\d)([0-9A-F]{4}|SSSS|XXXX)([JP])[0-9A-F]$")  # "%2d%4xJ" + segment (talk.cpp)
+_FOTAQ_JOE = re.compile(r"^JOE\d{4}[0-9A-F]$")                               # "JOE%04i" + segment (logic.cpp)
+_FOTAQ_CUTAWAY_LINE = re.compile(r"^([A-Z0-9_]{5})(\d{3})$")                  # cutaway name padded to 5 + line
+
+# Drascula: headerless 8-bit ALS files; the Italian package is the English audio again: never listed.
+DRASCULA = {"drascula": ("en", "usr/share/scummvm/drascula/en"),
+            "drascula-spanish": ("es", "usr/share/scummvm/drascula/es")}
+DRASCULA_NEVER = "drascula-italian"
+DRASCULA_LICENCE = "Drascula-License (freeware)"
+DRASCULA_CODEC = "pcm-u8"
+DRASCULA_PREFIX = {"": "hacker", "VB": "vonbraun", "BJ": "bj", "I": "igor", "T": "bartender", "B": "drunk",
+                   "P": "pianist"}   # L (werewolf), E, S, F: minor roles, pooled
 
 
 def default_packages_dir() -> Path:
@@ -152,6 +206,137 @@ def _fillets_role(path: Path) -> str | None:
     return FILLETS_ROLES.get(role, "minor")
 
 
+def tuxpaint_voice(path: Path) -> tuple[str, str, str, str] | None:
+    """(speaker, group, language, note) of a Tux Paint description clip, None if not one or left out."""
+    m = TUXPAINT_RE.search(path.name)
+    if not m:
+        return None
+    code = m.group(1) or "en"
+    if code in TUXPAINT_SKIP:
+        return None
+    lang = KLETTRES_LANG.get(code, code)
+    if code in TUXPAINT_SPEAKERS:
+        speaker, note = TUXPAINT_SPEAKERS[code]
+        return speaker, speaker, lang, note
+    return f"tuxpaint_{code}", f"tuxpaint_{lang}", lang, TUXPAINT_MINOR_NOTE
+
+
+def fotaq_role(name: str, cutaways: set[str]) -> str | None:
+    """'joe', 'cast' or None (sound effects, credits, unknown) for a queen.1c entry name.
+
+    ``cutaways`` holds the cut-scene names of the archive (``C12A`` for ``C12A.CUT``); their voice lines are
+    ``<name padded with _ to 5><3 digits>.SB`` and go to the cast pool (speaker not in the name).
+    """
+    if not name.upper().endswith(".SB"):
+        return None
+    stem = name[:-3].upper()
+    if _FOTAQ_JOE.match(stem):
+        return "joe"
+    m = _FOTAQ_TALK.match(stem)
+    if m:
+        return "joe" if m.group(3) == "J" else "cast"
+    m = _FOTAQ_CUTAWAY_LINE.match(stem)
+    if m and m.group(1).rstrip("_") in cutaways:
+        return "cast"
+    return None   # e.g. "1001SSSS" (stone door grind), "TOM_0826", "UNTITLED": not speech or unknown
+
+
+def drascula_role(stem: str) -> str | None:
+    """Role of a Drascula ``<prefix><n>.ALS`` file from ScummVM's talk_*() functions, or None.
+
+    D files are Drascula's lines except: D57-D64 are the hero's lines in the blind-man scene
+    (talk_hacker uses d-files), D68-D81 the blind man, D82 the bartender, D83 the trunk; D65-D67 are not
+    attributed in talk.cpp and go to the pooled minor roles.
+    """
+    m = re.fullmatch(r"([A-Za-z]*)(\d+)", stem)
+    if not m:
+        return None
+    prefix, num = m.group(1).upper(), int(m.group(2))
+    if prefix == "D":
+        if num <= 56:
+            return "drascula"
+        if num <= 64:
+            return "hacker"
+        return "bartender" if num == 82 else "minor"
+    return DRASCULA_PREFIX.get(prefix, "minor")
+
+
+def _unpacked_root(pkg: str, packages_dir: Path | None) -> Path | None:
+    """The folder of a package: / when installed, data/packages/<pkg> when unpacked, else None."""
+    if _dpkg_files(pkg):
+        return Path("/")
+    root = (packages_dir or default_packages_dir()) / pkg
+    return root if root.is_dir() else None
+
+
+def _tuxpaint_packs(packages_dir: Path | None) -> tuple[list[Pack], list[str]]:
+    root = _unpacked_root(TUXPAINT, packages_dir)
+    stamps = root / TUXPAINT_DIR if root else None
+    if stamps is None or not stamps.is_dir():
+        return [], [f"{TUXPAINT}: not found (optional; ./setup unpacks it into data/packages/)"]
+    by_voice: dict[tuple[str, str, str, str], list[Path]] = {}
+    for p in _walk_no_abs_links(stamps):
+        if p.is_symlink() or not p.is_file():
+            continue
+        v = tuxpaint_voice(p)
+        if v:
+            by_voice.setdefault(v, []).append(p)
+    return [Pack(TUXPAINT, spk, grp, lang, TUXPAINT_LICENCE, False, sorted(fs), note)
+            for (spk, grp, lang, note), fs in sorted(by_voice.items())], []
+
+
+def _fotaq_packs(packages_dir: Path | None) -> tuple[list[Pack], list[str]]:
+    from detector.corpus.game_audio import ArchiveError, archive_table, dog_talk_keys, member_path
+
+    root = _unpacked_root(FOTAQ, packages_dir)
+    archive = root / FOTAQ_ARCHIVE if root else None
+    if archive is None or not archive.is_file():
+        return [], [f"{FOTAQ}: not found (optional; ./setup unpacks it into data/packages/)"]
+    try:
+        table = archive_table(archive)
+    except (OSError, ArchiveError) as exc:
+        return [], [f"{FOTAQ}: {archive} unreadable ({exc})"]
+    cutaways = {e.name[:-4].upper() for e in table.entries if e.name.upper().endswith(".CUT")}
+    characters = sorted(set(dog_talk_keys(archive, table).values()))
+    files: dict[str, list[Path]] = {"joe": [], "cast": []}
+    for e in table.entries:
+        role = fotaq_role(e.name, cutaways)
+        if role and e.size > 0:
+            files[role].append(member_path(archive, e.name))
+    codec = FOTAQ_CODEC if table.compression == "mp3" else table.compression
+    notes = {"joe": "Joe King (lead; dialogue, look-at and response lines)",
+             "cast": f"{len(characters)} other characters + cut-scene lines pooled (uncredited actors double "
+                     f"roles; cut-scenes include Joe)"}
+    packs = [Pack(FOTAQ, f"fotaq_{role}", f"fotaq_{role}", "en", FOTAQ_LICENCE, False, sorted(fs), notes[role],
+                  codec, FOTAQ_MAX_MINUTES[f"fotaq_{role}"]) for role, fs in files.items() if fs]
+    return packs, []
+
+
+def _drascula_packs(packages_dir: Path | None) -> tuple[list[Pack], list[str]]:
+    packs: list[Pack] = []
+    missing: list[str] = []
+    for pkg, (lang, subdir) in DRASCULA.items():
+        root = _unpacked_root(pkg, packages_dir)
+        folder = root / subdir if root else None
+        if folder is None or not folder.is_dir():
+            missing.append(f"{pkg}: not found (optional; ./setup unpacks it into data/packages/)")
+            continue
+        by_role: dict[str, list[Path]] = {}
+        for p in sorted(folder.iterdir()):
+            # symlinks: drascula-spanish links a few files to ../en (English audio in the Spanish set)
+            if p.is_symlink() or not p.is_file() or p.suffix.upper() != ".ALS" or p.stat().st_size == 0:
+                continue
+            role = drascula_role(p.stem)
+            if role:
+                by_role.setdefault(role, []).append(p)
+        for role, fs in sorted(by_role.items()):
+            note = ("uncredited minor roles pooled" if role == "minor" else
+                    "hero John Hacker" if role == "hacker" else f"role {role}, actor not credited")
+            packs.append(Pack(pkg, f"drascula_{lang}_{role}", f"drascula_{lang}", lang, DRASCULA_LICENCE, False,
+                              fs, note, DRASCULA_CODEC))
+    return packs, missing
+
+
 def inventory(packages_dir: Path | None = None, include_klettres: bool = True) -> tuple[list[Pack], list[str]]:
     """All bona fide packs found on this machine, and messages about packs that are missing."""
     packs: list[Pack] = []
@@ -171,7 +356,7 @@ def inventory(packages_dir: Path | None = None, include_klettres: bool = True) -
             continue
         gsm = sum(p.suffix.lower() == ".gsm" for p in files) > len(files) / 2
         packs.append(Pack(spec.package, spec.speaker, spec.group, spec.language, spec.licence, gsm, files,
-                          spec.note))
+                          spec.note, "gsm" if gsm else ""))
     for pkg, lang in FILLETS:
         files = [p for p in files_of(pkg) if p.parent.name == lang]
         if not files:
@@ -201,6 +386,10 @@ def inventory(packages_dir: Path | None = None, include_klettres: bool = True) -
             lang = KLETTRES_LANG.get(code, code)
             packs.append(Pack(KLETTRES, f"klettres_{code}", f"klettres_{lang}", lang, KLETTRES_LICENCE, False,
                               sorted(fs), "short letters/syllables clips, one native voice per language"))
+    for extra in (_tuxpaint_packs, _fotaq_packs, _drascula_packs):
+        more, gone = extra(packages_dir)
+        packs += more
+        missing += gone
     return packs, missing
 
 

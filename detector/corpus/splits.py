@@ -5,6 +5,11 @@ holds human speaker groups and generator families never seen in train or dev: at
 one resynthesis/vocoder family, one neural vocoder family (``nsf``, with its voice-conversion-like
 variants; ``hifigan`` is in train) and one replay room set. Spoofs made by transforming bona fide speech
 (resynthesis, replay) always start from recordings of the same split's speakers.
+
+Groups that may hold the same person are tied to one split (``SAME_SPLIT``): the Flight of the Amazon
+Queen cut-scene lines (pooled in ``fotaq_cast``) include Joe, whose own lines form ``fotaq_joe``; the
+English and Spanish Drascula casts are not credited; a Tux Paint reader may also have recorded that
+language's KLettres clips (both are volunteer-made children's-education packs).
 """
 
 from __future__ import annotations
@@ -16,7 +21,29 @@ GROUP_SPLIT = {
     "beronet_de": "train",
     "paola_dal_zot": "dev", "july_jimenez": "dev", "proformatique_fr": "dev",
     "carlo_flora": "eval", "armelle_desjardins": "eval", "fillets_nl": "eval",
+    # KLettres voices: the 3:1:1 rotation of the first full builds, written out so that new groups can
+    # never shift them
+    "klettres_ar": "train", "klettres_da": "train", "klettres_en": "train", "klettres_es": "train",
+    "klettres_he": "train", "klettres_it": "train", "klettres_lt": "train", "klettres_nb": "train",
+    "klettres_nl": "train", "klettres_pt": "train", "klettres_tn": "train",
+    "klettres_cs": "dev", "klettres_fr": "dev", "klettres_ml": "dev", "klettres_ru": "dev",
+    "klettres_de": "eval", "klettres_hu": "eval", "klettres_nds": "eval", "klettres_uk": "eval",
+    # corpus v3: game dialogue and volunteer read speech (see docs/corpus.md, "Splits")
+    "fotaq_joe": "train", "fotaq_cast": "train", "drascula_en": "train", "drascula_es": "train",
+    "kseniya_buraya": "train", "tuxpaint_ro_tabbytha": "train", "tuxpaint_ca": "train",
+    "joe_dalton": "train", "estefania_ortiz": "train", "tuxpaint_en": "train", "tuxpaint_lt": "train",
+    "tuxpaint_nl": "train",
+    "tuxpaint_fr": "dev", "edwin_veber": "dev", "tuxpaint_ml": "dev",
+    "kiriaki_serafeim": "eval", "krasimir_petkov": "eval",
 }
+# Groups that must share a split (they may hold the same person)
+SAME_SPLIT: list[tuple[str, ...]] = [
+    ("fotaq_joe", "fotaq_cast"),
+    ("drascula_en", "drascula_es"),
+    ("klettres_da", "joe_dalton"), ("klettres_es", "estefania_ortiz"), ("klettres_fr", "tuxpaint_fr"),
+    ("klettres_ru", "edwin_veber"), ("klettres_en", "tuxpaint_en"), ("klettres_lt", "tuxpaint_lt"),
+    ("klettres_nl", "tuxpaint_nl"), ("klettres_ml", "tuxpaint_ml"),
+]
 FAMILY_SPLIT = {
     "espeak": "train", "festival": "train", "flite": "train", "piper": "train", "world": "train", "lpc": "train",
     "replay_rooms_a": "train", "hifigan": "train",
@@ -51,8 +78,17 @@ def family_splits(available: list[str]) -> dict[str, str]:
 
 
 def check_disjoint(rows: list[dict]) -> list[str]:
-    """Problems with a manifest's splits (empty list = disjoint by speaker group and generator)."""
+    """Problems with a manifest's splits (empty list = disjoint by speaker group and generator, and tied
+    groups in one split)."""
     problems = []
+    where: dict[str, set[str]] = {}
+    for r in rows:
+        if r["label"] == "bonafide":
+            where.setdefault(r["group"], set()).add(r["split"])
+    for tie in SAME_SPLIT:
+        present = set().union(*(where.get(g, set()) for g in tie))
+        if len(present) > 1:
+            problems.append(f"groups {', '.join(tie)} may share a speaker but are in splits {sorted(present)}")
     for key in ("group", "generator"):
         seen: dict[str, set[str]] = {}
         for r in rows:
