@@ -43,6 +43,8 @@ class TapResources:
     media: str
     bridge: str
     whispers: list[str] = field(default_factory=list)
+    whisper: str | None = None  # Dial() calls: the leg's whisper snoop, up and ready to play a warning
+    arming: asyncio.Task[str | None] | None = None  # the task making ``whisper``
 
 
 def endpoint_of(channel_name: str) -> str:
@@ -91,10 +93,11 @@ class AsteriskAdapter:
             t.cancel()
         await self.ari.close()
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _on_connect(self) -> None:
         if self._first_connect:
@@ -251,15 +254,8 @@ class AsteriskAdapter:
             for rec in self.playbacks:
                 if rec["id"] == pb.get("id"):
                     rec["started" if kind == "PlaybackStarted" else "finished"] = time.time()
-            if kind == "PlaybackFinished":
-                target = pb.get("target_uri", "")
-                if isinstance(target, str) and target.startswith(f"channel:{TAP_PREFIX}w-"):
-                    self._spawn(self._delete_quietly(f"/channels/{target.split(':', 1)[1]}"))
-
-    async def _delete_quietly(self, path: str) -> None:
-        """Best-effort clean-up from an event handler: a refused DELETE is not an error worth a traceback."""
-        with contextlib.suppress(AriError, OSError):
-            await self.ari.delete(path)
+            # a Dial() leg's whisper snoop stays up after its warning for the next one (suspicious, then
+            # spoof); it goes with the leg's tap at the end of the call
 
     async def _continue(self, channel_id: str) -> None:
         with contextlib.suppress(AriError):
@@ -374,6 +370,11 @@ class AsteriskAdapter:
                                  self.ari.wait(media_up, self.tap_timeout))
             await self.ari.post(f"/bridges/{res.bridge}/addChannel", channel=f"{res.snoop},{res.media}")
             self._spawn(self._no_cdr(res.snoop, res.media))
+            call = self.calls.get(leg.call_id)
+            if call is not None and call.mode != "bridge":
+                # a Dial() call's warning is whispered through a snoop channel: make it now, off the tap's
+                # path, so a warning starts with one request instead of a snoop set-up (~20 ms) first
+                res.arming = self._spawn(self._arm_whisper(leg, res))
         except BaseException:
             for fut in (snoop_up, media_up):
                 if not fut.done():
@@ -381,6 +382,44 @@ class AsteriskAdapter:
             await self.stop_tap(leg)
             raise
         return time.monotonic() - t0
+
+    async def _arm_whisper(self, leg: Leg, res: TapResources) -> str | None:
+        """Create the whisper snoop of a Dial() call's leg (caller's leg: mixed into what the caller sends,
+        which the called party hears; callee's leg: into what the caller hears). None on failure (the
+        warning then fails open: logged, never escalated)."""
+        call = self.calls.get(leg.call_id)
+        if call is None or call.ended:
+            return None
+        whisper_id = f"{TAP_PREFIX}w-{_safe(leg.call_id)}-{leg.leg}-{len(res.whispers)}"
+        res.whispers.append(whisper_id)  # deleted with the tap, whatever happens next
+        up = self.ari.expect(lambda e: e.get("type") == "StasisStart" and e["channel"]["id"] == whisper_id)
+        try:
+            await self.ari.post(f"/channels/{call.caller_channel}/snoop", spy="none",
+                                whisper="in" if leg.leg == "caller" else "out", app=self.ari.app,
+                                snoopId=whisper_id)
+            await self.ari.wait(up, self.tap_timeout)
+        except Exception as exc:  # fail open: the warning is then logged as failed, never escalated
+            if not up.done():
+                up.cancel()
+            log.warning("whisper channel for %s/%s: %s: %s", leg.call_id, leg.leg, exc.__class__.__name__, exc)
+            return None
+        if call.ended or self.taps.get(leg.key) is not res:  # the call ended meanwhile: its clean-up ran
+            with contextlib.suppress(AriError, OSError):
+                await self.ari.delete(f"/channels/{whisper_id}")
+            return None
+        self._spawn(self._no_cdr(whisper_id))
+        res.whisper = whisper_id
+        return whisper_id
+
+    async def _whisper_of(self, leg: Leg, res: TapResources) -> str:
+        """The leg's whisper snoop: the one made when it was tapped, or a new one if that failed."""
+        if res.whisper is None:
+            if res.arming is None or res.arming.done():  # none yet, or it failed, or the one made is gone
+                res.arming = self._spawn(self._arm_whisper(leg, res))
+            await asyncio.shield(res.arming)
+        if res.whisper is None:
+            raise RuntimeError("no whisper channel to play the warning into")
+        return res.whisper
 
     async def _no_cdr(self, *channel_ids: str) -> None:
         """Keep tap channels out of the PBX's call records (best effort)."""
@@ -433,20 +472,21 @@ class AsteriskAdapter:
                 rec["channel"] = other
                 await self.ari.post(f"/channels/{other}/play", media=media, playbackId=pb_id)
             else:
-                # not in Stasis: whisper into the tapped channel. Caller's leg -> mix into what the caller
-                # sends ("in"), which the called party hears; callee's leg -> into what the caller hears.
+                # not in Stasis: play into the leg's whisper snoop (made when the leg was tapped; made now
+                # if that failed or has not finished)
                 res = self.taps.get(leg.key)
-                whisper_id = f"{TAP_PREFIX}w-{_safe(leg.call_id)}-{leg.leg}-{len(self.playbacks)}"
-                if res is not None:
-                    res.whispers.append(whisper_id)
-                up = self.ari.expect(lambda e: e.get("type") == "StasisStart" and e["channel"]["id"] == whisper_id)
-                await self.ari.post(f"/channels/{call.caller_channel}/snoop", spy="none",
-                                    whisper="in" if leg.leg == "caller" else "out", app=self.ari.app,
-                                    snoopId=whisper_id)
-                await self.ari.wait(up, self.tap_timeout)
-                self._spawn(self._no_cdr(whisper_id))
-                rec["channel"] = whisper_id
-                await self.ari.post(f"/channels/{whisper_id}/play", media=media, playbackId=pb_id)
+                if res is None:
+                    raise RuntimeError("leg not tapped")
+                for attempt in (1, 2):
+                    whisper_id = await self._whisper_of(leg, res)
+                    rec["channel"] = whisper_id
+                    try:
+                        await self.ari.post(f"/channels/{whisper_id}/play", media=media, playbackId=pb_id)
+                        break
+                    except AriError as exc:
+                        if exc.status != 404 or attempt == 2:
+                            raise
+                        res.whisper = None  # gone (hung up by someone): make a new one, once
             await self.ari.wait(started, self.tap_timeout)
         finally:
             if not started.done():
