@@ -210,8 +210,8 @@ def test_captured_calls_are_labelled_in_the_browser_retrained_and_the_new_model_
                                                        and m.get("caller_name") == LONG_CALL], 30)
 
         # 4. retrain from the labels: promoted, or refused (then kept and promoted by hand); logged either way
-        res = _cli("retrain", "--store", str(ctx["review"]), "--corpus", str(ctx["corpus"]), "--models-dir", str(ctx["models"]),
-                   "--rounds", "40", "--keep-refused")
+        res = _cli("retrain", "--store", str(ctx["review"]), "--corpus", str(ctx["corpus"]),
+                   "--models-dir", str(ctx["models"]), "--rounds", "40", "--keep-refused")
         assert res.returncode == 0, res.stderr[-3000:]
         record = json.loads(res.stdout.strip().splitlines()[-1])
         assert record["event"] in ("promoted", "refused")

@@ -15,6 +15,7 @@ import shutil
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -216,21 +217,28 @@ def test_live_legs_take_the_new_thresholds_and_keep_their_evidence(tmp_path, cap
     assert "1 live leg" in lines[0]
 
 
-def test_the_service_watcher_reloads_once_per_installed_version_and_not_at_start(tmp_path):
+async def _watching_service(tmp_path: Path, models: Path) -> tuple[Any, Any]:
+    """A Service on ``models`` with its detector started and its version watcher polling every 0.1 s (no ARI,
+    no media): (the service, the version installed at start)."""
     from plugin.service import Service
 
-    models = _models(tmp_path)
-    v2 = _stage(models, "v2", version="gbm-test-v2", warn=0.5, hangup=0.6)
     cfg = parse_config({"ari": {"password": "s3cret"}, "media": {"port": 0}, "http": {"enabled": False},
                         "redis": {"spool_path": str(tmp_path / "spool.jsonl"),
                                   "summary_log": str(tmp_path / "summary.jsonl")},
                         "detector": {"models_dir": str(models), "reload_interval_s": 0.1}}, {}, check_port=False)
+    service = Service(cfg)
+    mod, installed = await service._installed_version()
+    await service.scoring.start()
+    service._model_watch = asyncio.create_task(service._watch_models(mod, installed))
+    return service, installed
+
+
+def test_the_service_watcher_reloads_once_per_installed_version_and_not_at_start(tmp_path):
+    models = _models(tmp_path)
+    v2 = _stage(models, "v2", version="gbm-test-v2", warn=0.5, hangup=0.6)
 
     async def main():
-        service = Service(cfg)
-        mod, installed = await service._installed_version()
-        await service.scoring.start()
-        service._model_watch = asyncio.create_task(service._watch_models(mod, installed))
+        service, installed = await _watching_service(tmp_path, models)
         await asyncio.sleep(0.5)  # several polls with nothing new
         at_start = service.scoring.reloads
         versions.promote(models, v2)
@@ -253,22 +261,13 @@ def test_the_service_watcher_reloads_once_per_installed_version_and_not_at_start
 
 
 def test_the_first_versioning_snapshot_of_the_running_model_does_not_reload_it(tmp_path):
-    from plugin.service import Service
-
     models = tmp_path / "models"
     models.mkdir()
     for f in FILES:
         shutil.copyfile(SHIPPED / f, models / f)  # not versioned yet, as shipped
-    cfg = parse_config({"ari": {"password": "s3cret"}, "media": {"port": 0}, "http": {"enabled": False},
-                        "redis": {"spool_path": str(tmp_path / "spool.jsonl"),
-                                  "summary_log": str(tmp_path / "summary.jsonl")},
-                        "detector": {"models_dir": str(models), "reload_interval_s": 0.1}}, {}, check_port=False)
 
     async def main():
-        service = Service(cfg)
-        mod, installed = await service._installed_version()
-        await service.scoring.start()
-        service._model_watch = asyncio.create_task(service._watch_models(mod, installed))
+        service, installed = await _watching_service(tmp_path, models)
         versions.ensure_versioned(models)  # what the first `callguard retrain` does before training
         await asyncio.sleep(0.6)  # several polls see the new pointer
         after_snapshot = service.scoring.reloads
