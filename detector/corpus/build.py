@@ -26,6 +26,7 @@ import soundfile as sf
 from detector.audio import AudioError
 from detector.chunking import speech_chunks
 from detector.corpus import splits as splitmod
+from detector.corpus.capture import apply_capture
 from detector.corpus.channel import apply_channel
 from detector.corpus.game_audio import load_recording, recording_duration, recording_rate
 from detector.corpus.generators import load_all
@@ -220,6 +221,7 @@ def _run_job(args: tuple[Job, str]) -> tuple[str, list[dict], str | None]:
         x = np.nan_to_num(np.asarray(x, dtype=np.float32))
         if x.size < sr * 0.5 or not np.any(x):
             return job.job_id, [], f"{job.job_id}: generator produced no audio"
+        x, sr, capture = apply_capture(x, sr, stable_seed(job.seed, "capture"), allow_room=job.attack_type != "replay")
         y, params = apply_channel(x, sr, stable_seed(job.seed, "channel"))
     except Exception as exc:  # one failed job must not stop a 40-minute build
         return job.job_id, [], f"{job.job_id}: {type(exc).__name__}: {exc}"
@@ -238,6 +240,7 @@ def _run_job(args: tuple[Job, str]) -> tuple[str, list[dict], str | None]:
                    split=job.split, seed=job.seed, job=job.job_id, start_s=c.start_s,
                    sha1=hashlib.sha1(pcm.tobytes()).hexdigest()[:16])
         row.update(params.as_row())
+        row.update(capture.as_row())
         rows.append(row)
     return job.job_id, rows, None
 

@@ -10,8 +10,8 @@ import soundfile as sf
 
 CHUNK_SAMPLES = 16000  # 2 s at 8 kHz
 COLUMNS = ["path", "label", "attack_type", "generator", "voice", "speaker", "group", "language", "source",
-           "split", "codec", "snr_db", "noise", "loss_rate", "gain_db", "bandlimit", "agc", "seed", "job", "start_s",
-           "sha1"]
+           "split", "codec", "snr_db", "noise", "loss_rate", "gain_db", "bandlimit", "agc", "capture", "seed", "job",
+           "start_s", "sha1"]
 NUMERIC = {"snr_db": float, "loss_rate": float, "gain_db": float, "seed": int, "start_s": float}
 
 

@@ -39,6 +39,18 @@ def audit_text(corpus_dir: Path, rows: list[dict], sample: int) -> list[str]:
     return out
 
 
+def _capture_lines(rows: list[dict]) -> list[str]:
+    """Share of each capture stage (room, microphone, codec) per label: they should match across labels."""
+    out = ["capture stage (share of chunks, bona fide / spoof):"]
+    by_label = {lab: [r.get("capture") or "none" for r in rows if r["label"] == lab] for lab in ("bonafide", "spoof")}
+    stages = {"room": lambda c: c.startswith("rt"), "microphone": lambda c: "hp" in c,
+              "codec": lambda c: any(k in c for k in ("opus", "mp3", "gsm", "g726", "speex"))}
+    for name, has in stages.items():
+        shares = [100 * sum(map(has, caps)) / max(len(caps), 1) for caps in by_label.values()]
+        out.append(f"  {name:<12} {shares[0]:5.1f} % / {shares[1]:5.1f} %")
+    return out
+
+
 def codec_history_lines(info: dict) -> list[str]:
     """Bona fide packs that went through a lossy codec (or 8-bit PCM) before the build, by codec."""
     by_codec: dict[str, set[str]] = {}
@@ -91,6 +103,7 @@ def report(corpus_dir: str | Path, audit_sample: int = 0) -> str:
     out += _table("chunks by codec:", Counter(r["codec"] for r in rows), n)
     bl = Counter("band-limited" if r["bandlimit"] != "none" else "full band" for r in rows)
     out += _table("band-limiting:", bl, n)
+    out += _capture_lines(rows)
     lossy = sum(float(r["loss_rate"]) > 0 for r in rows)
     out.append(f"frame loss applied to {lossy} chunks; SNR {min(r['snr_db'] for r in rows):.0f}-"
                f"{max(r['snr_db'] for r in rows):.0f} dB; gain {min(r['gain_db'] for r in rows):.0f}.."

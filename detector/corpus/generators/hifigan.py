@@ -1,7 +1,10 @@
 """Copy synthesis of bona fide speech with the small HiFi-GAN-style vocoder trained here (neural).
 
 The vocoder (``detector.corpus.neural_vocoders``, family ``hifigan``) was trained on train-split
-speakers only; it turns the 8 kHz log-mel of a recording back into a waveform. Needs torch and
+speakers only; it turns the 8 kHz log-mel of a recording back into a waveform. Voices: ``copy`` (60 %)
+and, since corpus v4, voice-conversion-like ``vc_warpW`` (40 %): the magnitude spectrum frequency-warped by
+0.88-1.12 before the mel is taken (this vocoder takes no F0, so the warp moves formants and harmonics
+together), so that train holds converted-timbre neural speech too, not only the eval family's. Needs torch and
 ``data/vocoders/hifigan.pt`` (``callguard corpus train-vocoders``); otherwise the build skips it.
 """
 
@@ -34,5 +37,10 @@ def transform(x: np.ndarray, sr: int, rng: np.random.Generator, family: str = FA
     from detector.corpus.neural_vocoders.synth import load, vocode
 
     model, _ = load(FAMILY)
-    y = vocode(model, prepare(x, sr), int(rng.integers(2**31)))
-    return y, SR, "copy"
+    seed = int(rng.integers(2**31))
+    warp, voice = 1.0, "copy"
+    if rng.random() < 0.4:
+        warp = float(rng.choice([rng.uniform(0.88, 0.96), rng.uniform(1.04, 1.12)]))
+        voice = f"vc_warp{warp:.2f}"
+    y = vocode(model, prepare(x, sr), seed, warp=warp)
+    return y, SR, voice

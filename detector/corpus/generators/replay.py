@@ -34,7 +34,7 @@ def check() -> str | None:
     return None
 
 
-def _peaking(f0: float, gain_db: float, q: float, fs: int):
+def peaking(f0: float, gain_db: float, q: float, fs: int):
     a_ = 10 ** (gain_db / 40)
     w0 = 2 * np.pi * f0 / fs
     alpha = np.sin(w0) / (2 * q)
@@ -48,7 +48,7 @@ def loudspeaker(x: np.ndarray, rng: np.random.Generator, cfg: dict) -> tuple[np.
     hi = float(rng.uniform(*cfg["hi"]))
     y = sosfilt(butter(4, [lo, hi], btype="band", fs=RATE, output="sos"), x)
     fr = float(rng.uniform(700, 3000))
-    b, a = _peaking(fr, float(rng.uniform(2, 9)), float(rng.uniform(0.7, 3)), RATE)
+    b, a = peaking(fr, float(rng.uniform(2, 9)), float(rng.uniform(0.7, 3)), RATE)
     y = lfilter(b, a, y)
     drive = float(rng.uniform(1.0, 4.0))
     y = y / (np.max(np.abs(y)) + 1e-9)
