@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.metrics import eer, min_dcf, rates_at, roc_points
+from detector.metrics import eer, min_dcf, rates_at, recording_means, roc_points
 from detector.scoring import Detector
 
 ATTACK_TYPES = ("tts", "resynthesis", "neural", "replay")
@@ -53,10 +53,13 @@ def detector_sections(name: str, detector: Detector, rows: list[dict], scores: n
     lines = [f"## {name} (model {detector.version})", ""]
     overall_eer, _ = eer(labels, scores)
     at_eer = rates_at(labels, scores, th.eer)
-    summary = {"eer": overall_eer, "accuracy": at_eer["accuracy"], "min_dcf": min_dcf(labels, scores)}
+    summary = {"eer": overall_eer, "accuracy": at_eer["accuracy"], "min_dcf": min_dcf(labels, scores),
+               "eer_recording": eer(*recording_means(rows, labels, scores))[0]}
     lines += ["| metric | value |", "|---|---|",
               f"| chunks (bona fide / spoof) | {int((~labels).sum())} / {int(labels.sum())} |",
               f"| EER | {_pct(overall_eer)} |",
+              f"| EER per recording (mean chunk score of each recording, as `scan` judges a file) | "
+              f"{_pct(summary['eer_recording'])} |",
               f"| accuracy at the dev-EER threshold ({th.eer:.3f}) | {_pct(at_eer['accuracy'])} |",
               f"| min DCF (p_spoof 0.05, C_fa 10) | {summary['min_dcf']:.3f} |"]
     for tname, t in (("warn", th.warn), ("hangup", th.hangup)):

@@ -67,3 +67,13 @@ def rates_at(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[s
     n = max(len(labels), 1)
     return {"accuracy": (tp + tn) / n, "far": fp / max(tn + fp, 1), "miss": fn / max(tp + fn, 1),
             "tn": tn, "fp": fp, "fn": fn, "tp": tp}
+
+
+def recording_means(rows: list[dict], labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(label, mean chunk score) per recording (corpus job): how `scan` judges a whole file."""
+    keys = [str(r.get("job") or r["path"]) for r in rows]
+    uniq, inv = np.unique(np.array(keys), return_inverse=True)
+    counts = np.bincount(inv, minlength=len(uniq))
+    means = np.bincount(inv, weights=np.asarray(scores, dtype=np.float64), minlength=len(uniq)) / counts
+    rec_labels = np.bincount(inv, weights=np.asarray(labels, dtype=np.float64), minlength=len(uniq)) > 0
+    return rec_labels, means

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from detector.metrics import eer, min_dcf, rates_at, threshold_at_far
+from detector.metrics import eer, min_dcf, rates_at, recording_means, threshold_at_far
 
 
 def test_eer_is_zero_for_separable_scores_and_half_for_identical():
@@ -32,3 +32,13 @@ def test_rates_and_min_dcf_penalise_false_alarms():
     r = rates_at(labels, np.array([0.1, 0.9, 0.8, 0.2]), 0.5)
     assert (r["fp"], r["fn"], r["accuracy"]) == (1, 1, 0.5)
     assert min_dcf(labels, np.array([0.1, 0.2, 0.8, 0.9])) == pytest.approx(0.0)
+
+
+def test_recording_means_average_each_recordings_chunks_and_keep_its_label():
+    rows = [{"job": "a", "path": "a0"}, {"job": "b", "path": "b0"}, {"job": "a", "path": "a1"},
+            {"job": "", "path": "lone"}]
+    labels = np.array([1, 0, 1, 0])
+    scores = np.array([0.9, 0.2, 0.5, 0.4])
+    rec_labels, means = recording_means(rows, labels, scores)
+    got = dict(zip(["a", "b", "lone"], zip(rec_labels.tolist(), means.round(6).tolist())))
+    assert got == {"a": (True, 0.7), "b": (False, 0.2), "lone": (False, 0.4)}
