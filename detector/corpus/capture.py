@@ -28,7 +28,7 @@ MIC_P = 0.4
 CODEC_P = 0.3
 # (name, ffmpeg encoder, container, encode rate or None for the source rate, bit rates)
 CODECS = [
-    ("opus", "libopus", "ogg", None, ["6k", "8k", "12k", "16k", "24k"]),
+    ("opus", "libopus", "ogg", 16000, ["6k", "8k", "12k", "16k", "24k"]),  # libopus takes 8/12/16/24/48 kHz only
     ("mp3", "libmp3lame", "mp3", None, ["16k", "24k", "32k"]),
     ("gsm", "libgsm", "gsm", 8000, ["13k"]),
     ("g726", "g726", "wav", 8000, ["16k", "24k", "32k"]),
