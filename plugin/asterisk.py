@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 
 from plugin.ari import AriClient, AriError, Event
-from plugin.telephony import Addr, Call, CallEvents, CallInfo, Leg
+from plugin.telephony import AdapterTasks, Addr, Call, CallEvents, CallInfo, Leg
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,10 @@ def _safe(s: str) -> str:
     return "".join(c if c.isalnum() or c in ".-_" else "_" for c in s)
 
 
-class AsteriskAdapter:
+class AsteriskAdapter(AdapterTasks):
     def __init__(self, ari: AriClient, media_addr: Addr, media_format: str = "ulaw",
                  tap_timeout: float = 5.0) -> None:
+        super().__init__()
         self.ari = ari
         self.media_addr = media_addr
         self.media_format = media_format
@@ -70,8 +71,6 @@ class AsteriskAdapter:
         self.by_channel: dict[str, Call] = {}
         self.taps: dict[str, TapResources] = {}  # leg key -> resources
         self.playbacks: list[dict[str, Any]] = []  # (id, channel, started, finished) for reports and tests
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._first_connect = True
         # channels that went away before their set-up task ran (events arrive back to back): bounded
         self._gone: deque[str] = deque(maxlen=256)
 
@@ -89,22 +88,8 @@ class AsteriskAdapter:
     async def close(self) -> None:
         for call in list(self.calls.values()):
             await self._end_call(call, "plugin stopping", hang_up=False)
-        for t in list(self._tasks):
-            t.cancel()
+        self._cancel_tasks()
         await self.ari.close()
-
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def _on_connect(self) -> None:
-        if self._first_connect:
-            self._first_connect = False
-            await self.sweep()
-            return
-        await self.resync()
 
     async def resync(self) -> dict[str, int]:
         """After the events websocket came back (ARI restarted, Asterisk restarted, network blip): compare

@@ -45,7 +45,7 @@ from typing import Any
 
 from plugin.esl import EslClient, EslError, Event
 from plugin.media import MediaEndpoint
-from plugin.telephony import Addr, Call, CallEvents, CallInfo, Leg
+from plugin.telephony import AdapterTasks, Addr, Call, CallEvents, CallInfo, Leg
 from plugin.unicast import RawAudioFeed
 
 log = logging.getLogger(__name__)
@@ -81,11 +81,12 @@ def media_path(media: str) -> str:
     raise ValueError(f"warn_media {media!r}: FreeSWITCH plays sound:, recording: or tone: media")
 
 
-class FreeSwitchAdapter:
+class FreeSwitchAdapter(AdapterTasks):
     def __init__(self, esl: EslClient, media_addr: Addr, media: MediaEndpoint, *, unicast_ip: str = "127.0.0.1",
                  unicast_ports: tuple[int, int] = (42000, 42999), unicast_format: str = "l16",
                  unicast_rate: int = 8000, tap_context: str = "callguard-tap", guard_variable: str = "callguard",
                  tap_timeout: float = 5.0, first_audio_s: float = 3.0) -> None:
+        super().__init__()
         self.esl = esl
         if not esl.events:
             esl.events = EVENTS
@@ -110,8 +111,6 @@ class FreeSwitchAdapter:
         self.warnings: list[dict[str, Any]] = []  # (call, leg, target, media, requested) for reports and tests
         self._ports: set[int] = set()
         self._next_port = unicast_ports[0]
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._first_connect = True
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, events: CallEvents) -> None:
@@ -128,21 +127,8 @@ class FreeSwitchAdapter:
     async def close(self) -> None:
         for call in list(self.calls.values()):
             await self._end_call(call, "plugin stopping")
-        for t in list(self._tasks):
-            t.cancel()
+        self._cancel_tasks()
         await self.esl.close()
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _on_connect(self) -> None:
-        if self._first_connect:
-            self._first_connect = False
-            await self.sweep()
-            return
-        await self.resync()
 
     async def _channels(self) -> list[dict[str, Any]]:
         out = await self.esl.api("show channels as json")

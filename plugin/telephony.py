@@ -2,14 +2,15 @@
 
 An adapter reports calls starting and ending (``CallEvents``), taps a leg's audio to the media endpoint,
 removes taps, and carries out reactions (annotate, warn, hang up). ``plugin.asterisk`` implements it
-over ARI; a FreeSWITCH adapter would implement the same protocol over its Event Socket.
+over ARI, ``plugin.freeswitch`` over its Event Socket; both build on ``AdapterTasks``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 Addr = tuple[str, int]
 
@@ -85,3 +86,38 @@ class TelephonyAdapter(Protocol):
     async def hangup(self, leg: Leg, reason: str = "normal") -> None: ...
 
     def find_leg(self, call_id: str, leg: str) -> Leg | None: ...
+
+
+class AdapterTasks:
+    """What both adapters do alike around their PBX connection: keep their background tasks (so a task
+    is never garbage-collected mid-flight and ``close`` can cancel them) and, on every (re)connect, sweep
+    left-overs of an earlier run the first time and resynchronise with the PBX after that."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._first_connect = True
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _cancel_tasks(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+
+    async def _on_connect(self) -> None:
+        if self._first_connect:
+            self._first_connect = False
+            await self.sweep()
+            return
+        await self.resync()
+
+    async def sweep(self) -> int:
+        """Remove tap resources nobody here owns (left by an earlier run); returns how many."""
+        raise NotImplementedError
+
+    async def resync(self) -> dict[str, int]:
+        """After a reconnect: compare what is tracked with what the PBX has now; returns counts."""
+        raise NotImplementedError
