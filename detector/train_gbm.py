@@ -126,7 +126,9 @@ def model_card(cal: dict, train: list[dict], dev: list[dict]) -> str:
          f"{cal['best_iteration']} rounds" if pooled else
          f"- dev (early stopping and calibration only): {cal['dev']['n_bonafide']} bona fide, "
          f"{cal['dev']['n_spoof']} spoof; families {counts(dev, 'generator')}"),
-        f"- corpus manifest sha256 `{cal['corpus_manifest_sha256'][:16]}…`", "",
+        f"- corpus manifest sha256 `{cal['corpus_manifest_sha256'][:16]}…`",
+        *_capture_line(train),
+        "",
         "Weights: each class weighs the same; within a class each speaker group (bona fide) or generator family "
         "(spoof) weighs the same.", "",
         f"## Calibration ({cal.get('calibrated_on', 'dev')})", "",
@@ -144,6 +146,16 @@ def model_card(cal: dict, train: list[dict], dev: list[dict]) -> str:
         "represented; treat scores on them as weak evidence.",
         "- Judges 2-s chunks of speech; the live policy averages several chunks before acting.",
         "- Telephone band (8 kHz) only; wideband input is resampled to 8 kHz.", ""])
+
+
+def _capture_line(rows: list[dict]) -> list[str]:
+    """The card's line on the capture stage (room, microphone, codec), for corpora built with it."""
+    caps = {lab: [r.get("capture") or "none" for r in rows if r["label"] == lab] for lab in ("bonafide", "spoof")}
+    if not any(c != "none" for v in caps.values() for c in v):
+        return []
+    share = {lab: 100 * sum(c != "none" for c in v) / max(len(v), 1) for lab, v in caps.items()}
+    return [f"- capture stage (room / microphone / codec before the telephone channel, same odds for both classes): "
+            f"{share['bonafide']:.0f} % of bona fide and {share['spoof']:.0f} % of spoof chunks"]
 
 
 class _Checkpoint:

@@ -34,6 +34,7 @@ CODECS = [
     ("g726", "g726", "wav", 8000, ["16k", "24k", "32k"]),
     ("speex", "libspeex", "ogg", 8000, ["8k", "11k", "15k"]),
 ]
+MP3_RATES = {8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000}  # what libmp3lame encodes
 # Not codec2: a parametric vocoder at 0.7-3.2 kbit/s would put vocoder artefacts on bona fide speech.
 # Not AMR: Debian's ffmpeg has no AMR encoder.
 
@@ -108,7 +109,7 @@ def _codec(x: np.ndarray, sr: int, spec: str) -> tuple[np.ndarray, int]:
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise CaptureError("ffmpeg is not installed (./setup installs it); the capture stage needs it")
-    out_sr = enc_sr or sr
+    out_sr = enc_sr or (sr if sr in MP3_RATES else 16000)
     pcm = (np.clip(x, -1.0, 1.0) * 32767).astype("<i2").tobytes()
     base = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-threads", "1"]
     enc = subprocess.run(base + ["-f", "s16le", "-ar", str(sr), "-ac", "1", "-i", "pipe:0", "-ar", str(out_sr),

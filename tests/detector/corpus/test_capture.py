@@ -66,7 +66,7 @@ def test_mic_colours_the_spectrum_where_its_peak_sits() -> None:
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (./setup installs it)")
 @pytest.mark.parametrize("codec", [f"{c[0]}-{c[4][0]}" for c in CODECS])
-@pytest.mark.parametrize("rate", [8000, 11025, 16000, 22050, 44100])  # the rates our sources and generators give
+@pytest.mark.parametrize("rate", [8000, 10000, 11025, 16000, 22050, 44100])  # the rates our sources and generators give
 def test_every_codec_round_trips_at_every_source_rate(codec: str, rate: int) -> None:
     x = _speechlike(rate)
     y, sr, p = apply_capture(x, rate, 0, params=CaptureParams(codec=codec))
