@@ -40,5 +40,5 @@ def test_recording_means_average_each_recordings_chunks_and_keep_its_label():
     labels = np.array([1, 0, 1, 0])
     scores = np.array([0.9, 0.2, 0.5, 0.4])
     rec_labels, means = recording_means(rows, labels, scores)
-    got = dict(zip(["a", "b", "lone"], zip(rec_labels.tolist(), means.round(6).tolist())))
+    got = dict(zip(["a", "b", "lone"], zip(rec_labels.tolist(), means.round(6).tolist(), strict=True), strict=True))
     assert got == {"a": (True, 0.7), "b": (False, 0.2), "lone": (False, 0.4)}
