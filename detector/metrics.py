@@ -69,9 +69,14 @@ def rates_at(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[s
             "tn": tn, "fp": fp, "fn": fn, "tp": tp}
 
 
+def recording_key(row: dict) -> str:
+    """The recording a corpus chunk comes from: its job, or the chunk itself when it has none."""
+    return str(row.get("job") or row["path"])
+
+
 def recording_means(rows: list[dict], labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(label, mean chunk score) per recording (corpus job): how `scan` judges a whole file."""
-    keys = [str(r.get("job") or r["path"]) for r in rows]
+    keys = [recording_key(r) for r in rows]
     uniq, inv = np.unique(np.array(keys), return_inverse=True)
     counts = np.bincount(inv, minlength=len(uniq))
     means = np.bincount(inv, weights=np.asarray(scores, dtype=np.float64), minlength=len(uniq)) / counts

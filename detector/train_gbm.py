@@ -16,7 +16,7 @@ import numpy as np
 from detector.featcache import corpus_features
 from detector.features import FEATURE_SCHEMA_VERSION, feature_names
 from detector.gbm import CALIBRATION_FILE, MODEL_FILE
-from detector.metrics import eer, rates_at, threshold_at_far
+from detector.metrics import eer, rates_at, recording_key, threshold_at_far
 
 log = logging.getLogger(__name__)
 OOF_FILE = "gbm.oof_dev.npz"  # out-of-fold scores of the dev rows, written by pooled training for the fusion
@@ -65,7 +65,7 @@ def evidence_scores(rows: list[dict], labels: np.ndarray, scores: np.ndarray,
     job, in time order), every full window once; a recording shorter than the window gives its mean."""
     by_job: dict[str, list[tuple[float, int]]] = {}
     for i, r in enumerate(rows):
-        by_job.setdefault(str(r.get("job") or r["path"]), []).append((float(r.get("start_s") or 0.0), i))
+        by_job.setdefault(recording_key(r), []).append((float(r.get("start_s") or 0.0), i))
     ev, ev_y = [], []
     for items in by_job.values():
         idx = [i for _, i in sorted(items)]

@@ -53,6 +53,20 @@ class CaptureParams:
         return {"capture": "+".join(p for p in (self.room, self.mic, self.codec) if p != "none") or "none"}
 
 
+def capture_stages(capture: str) -> set[str]:
+    """Which stages a manifest ``capture`` value names: a subset of {"room", "microphone", "codec"}."""
+    codecs = {c[0] for c in CODECS}
+    out = set()
+    for part in capture.split("+"):
+        if part.startswith("rt"):
+            out.add("room")
+        elif part.startswith("hp"):
+            out.add("microphone")
+        elif part.split("-")[0] in codecs:
+            out.add("codec")
+    return out
+
+
 def draw_capture(rng: np.random.Generator, allow_room: bool = True) -> CaptureParams:
     room = mic = codec = "none"
     if rng.random() < ROOM_P and allow_room:
@@ -82,11 +96,9 @@ def _room(x: np.ndarray, sr: int, spec: str, rng: np.random.Generator) -> np.nda
     predelay = int(sr * rng.uniform(0.002, 0.012))
     tail[:predelay] = 0.0
     tail *= np.sqrt(10 ** (-drr / 10) / (np.sum(tail ** 2) + 1e-12))
-    h = tail
-    h[0] = 1.0
-    y = fftconvolve(x, h)[: len(x) + n // 2]
+    tail[0] = 1.0  # the direct path
+    y = fftconvolve(x, tail)[: len(x) + n // 2]
     return y / (np.max(np.abs(y)) + 1e-9) * (np.max(np.abs(x)) + 1e-9)
-
 
 
 def _mic(x: np.ndarray, sr: int, spec: str) -> np.ndarray:

@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from detector.corpus.capture import capture_stages
 from detector.corpus.manifest import load_manifest
 from detector.corpus.splits import SPLITS, check_disjoint
 
@@ -43,10 +44,9 @@ def _capture_lines(rows: list[dict]) -> list[str]:
     """Share of each capture stage (room, microphone, codec) per label: they should match across labels."""
     out = ["capture stage (share of chunks, bona fide / spoof):"]
     by_label = {lab: [r.get("capture") or "none" for r in rows if r["label"] == lab] for lab in ("bonafide", "spoof")}
-    stages = {"room": lambda c: c.startswith("rt"), "microphone": lambda c: "hp" in c,
-              "codec": lambda c: any(k in c for k in ("opus", "mp3", "gsm", "g726", "speex"))}
-    for name, has in stages.items():
-        shares = [100 * sum(map(has, caps)) / max(len(caps), 1) for caps in by_label.values()]
+    stages = {lab: [capture_stages(c) for c in caps] for lab, caps in by_label.items()}
+    for name in ("room", "microphone", "codec"):
+        shares = [100 * sum(name in st for st in sts) / max(len(sts), 1) for sts in stages.values()]
         out.append(f"  {name:<12} {shares[0]:5.1f} % / {shares[1]:5.1f} %")
     return out
 
