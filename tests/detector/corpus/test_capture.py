@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 from scipy.signal import welch
 
-from detector.corpus.capture import CODEC_P, CODECS, MIC_P, ROOM_P, CaptureParams, apply_capture, draw_capture
+from detector.corpus.capture import (
+    CODEC_P,
+    CODECS,
+    MIC_P,
+    ROOM_P,
+    CaptureParams,
+    apply_capture,
+    capture_stages,
+    draw_capture,
+)
 
 
 def _speechlike(sr: int = 16000, seconds: float = 3.0) -> np.ndarray:
@@ -80,5 +89,6 @@ def test_every_codec_round_trips_at_every_source_rate(codec: str, rate: int) -> 
 def test_capture_row_names_every_stage_or_none() -> None:
     assert CaptureParams().as_row() == {"capture": "none"}
     assert CaptureParams(room="rt0.30drr3.0", codec="gsm-13k").as_row() == {"capture": "rt0.30drr3.0+gsm-13k"}
-    assert capture_stages("rt0.30drr3.0+hp67_pk352:3.8_pk3220:1.3_tilt0.23+gsm-13k") == {"room", "microphone", "codec"}
+    full = "rt0.30drr3.0+hp67_pk352:3.8_pk3220:1.3_tilt0.23+gsm-13k"
+    assert capture_stages(full) == {"room", "microphone", "codec"}
     assert capture_stages("speex-15k") == {"codec"} and capture_stages("none") == set()
