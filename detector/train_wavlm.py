@@ -31,6 +31,7 @@ import numpy as np
 
 from detector.audio import g711_decode, g711_encode, to_float, to_int16
 from detector.metrics import eer, rates_at
+from detector.rawboost import rawboost
 from detector.train_gbm import balanced_weights, calibrate
 
 FRAME = 160  # 20 ms at 8 kHz
@@ -53,18 +54,22 @@ class TrainSettings:
     dev_max: int = 2000  # dev chunks used for model selection (all dev chunks are used for calibration)
     balance_alpha: float = 0.5  # group mass ∝ chunks**alpha inside a class; 0 = balanced_weights exactly
     augment: bool = True
+    rawboost_p: float = 0.0  # share of chunks that get a RawBoost perturbation first (detector/rawboost.py)
     config_overrides: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- augmentation
 
 
-def augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Telephone-channel perturbations, each applied at random to each chunk of ``[B, N]`` float32 audio."""
+def augment(batch: np.ndarray, rng: np.random.Generator, rawboost_p: float = 0.0) -> np.ndarray:
+    """Telephone-channel perturbations, each applied at random to each chunk of ``[B, N]`` float32 audio;
+    with ``rawboost_p > 0`` that share of chunks first gets a RawBoost filter/impulse/coloured-noise pass."""
     out = np.empty_like(batch)
     n = batch.shape[1]
     for i, x in enumerate(batch):
         x = x.astype(np.float32, copy=True)
+        if rawboost_p > 0 and rng.random() < rawboost_p:  # no draw at p = 0: older runs resume unchanged
+            x = rawboost(x, rng)
         x *= np.float32(10 ** (rng.uniform(-12.0, 6.0) / 20))  # gain: level must not matter
         if rng.random() < 0.4:  # additive noise, white or low-frequency (brown), 5-40 dB SNR
             noise = rng.standard_normal(n).astype(np.float32)
@@ -272,7 +277,7 @@ def train_wavlm(corpus_dir: Path, out_dir: Path, run_dir: Path, settings: TrainS
         batch_rows = [train[i] for i in idx]
         x = load_chunks(corpus_dir, batch_rows)
         if settings.augment:
-            x = augment(x, sampler)
+            x = augment(x, sampler, settings.rawboost_p)
         y = torch.from_numpy(y_train[idx].astype(np.float32))
         loss = loss_fn(model(torch.from_numpy(x)), y)
         opt.zero_grad(set_to_none=True)

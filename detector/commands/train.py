@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--threads", type=int, default=2, help="torch threads")
     w.add_argument("--seed", type=int, default=7)
     w.add_argument("--no-augment", action="store_true", help="train without the channel augmentation")
+    w.add_argument("--rawboost", type=float, default=0.0, metavar="P",
+                   help="share of training chunks that first get a RawBoost perturbation (0 = off)")
     w.add_argument("--balance-alpha", type=float, default=0.5,
                    help="speaker/generator sampling mass ∝ chunks**alpha (0 = every speaker/generator equal)")
     w.set_defaults(func=_train_wavlm)
@@ -71,7 +73,7 @@ def _train_wavlm(args: argparse.Namespace) -> int:
     settings = TrainSettings(steps=args.steps, batch_size=args.batch_size, lr=lr, eval_every=args.eval_every,
                              patience=args.patience, checkpoint_every=args.checkpoint_every, seed=args.seed,
                              threads=args.threads, augment=not args.no_augment,
-                             balance_alpha=args.balance_alpha)
+                             balance_alpha=args.balance_alpha, rawboost_p=args.rawboost)
     train_wavlm(args.corpus, args.out, args.run_dir, settings, init=args.init)
     return 0
 

@@ -141,3 +141,26 @@ def test_fine_tuning_starts_from_a_local_checkpoint_and_keeps_its_front_end(tiny
     moved = model.backbone.encoder.layers[0].feed_forward.output_dense.weight
     assert not torch.equal(moved, ref.encoder.layers[0].feed_forward.output_dense.weight)  # fine-tuned
     assert torch.load(tmp_path / "run" / BEST_FILE, weights_only=False)["meta"]["init"] == str(tmp_path / "ckpt")
+
+
+def test_rawboost_perturbs_every_chunk_it_is_given_and_keeps_its_level():
+    from detector.rawboost import rawboost
+
+    t = np.arange(16000) / 8000
+    x = (0.2 * np.sin(2 * np.pi * 300 * t) + 0.05 * np.sin(2 * np.pi * 1700 * t)).astype(np.float32)
+    for seed in range(8):
+        y = rawboost(x, np.random.default_rng(seed))
+        assert y.shape == x.shape and y.dtype == np.float32 and np.all(np.isfinite(y))
+        assert not np.allclose(y, x, atol=1e-3)
+        assert np.sqrt(np.mean(y ** 2)) == pytest.approx(np.sqrt(np.mean(x ** 2)), rel=0.05)
+    assert np.array_equal(rawboost(x, np.random.default_rng(3)), rawboost(x, np.random.default_rng(3)))
+
+
+def test_augmentation_without_rawboost_draws_the_same_as_before():
+    """rawboost_p = 0 must not consume random numbers: a run started before the option resumes identically."""
+    x = np.random.default_rng(1).standard_normal((3, 16000)).astype(np.float32) * 0.1
+    a = augment(x, np.random.default_rng(9))
+    b = augment(x, np.random.default_rng(9), rawboost_p=0.0)
+    c = augment(x, np.random.default_rng(9), rawboost_p=1.0)
+    assert np.array_equal(a, b)
+    assert not np.allclose(a, c)
