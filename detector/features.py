@@ -24,9 +24,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.fft import dct, rfft
+from scipy.fft import dct, irfft, rfft
 from scipy.linalg import solve_toeplitz
-from scipy.signal import lfilter
 
 FEATURE_SCHEMA_VERSION = 1
 EPS = 1e-10
@@ -70,6 +69,12 @@ def _log_edges(n: int, rate: int, fmin: float = 60.0) -> tuple[float, ...]:
     return tuple(np.geomspace(fmin, rate / 2, n + 2).round(3))
 
 
+@lru_cache(maxsize=4)
+def _phase_rotation(nbins: int, hop: int, size: int) -> np.ndarray:
+    """exp(-i * the phase a stationary sinusoid at each bin advances in one hop)."""
+    return np.exp(-1j * 2 * np.pi * hop * np.arange(nbins) / size)
+
+
 def _quantiles(v: np.ndarray, qs: tuple[float, ...], axis: int = 0) -> list[np.ndarray]:
     """Nearest-rank quantiles from one sort (np.percentile costs ~0.1 ms a call; this is one sort)."""
     srt = np.sort(v, axis=axis)
@@ -77,8 +82,8 @@ def _quantiles(v: np.ndarray, qs: tuple[float, ...], axis: int = 0) -> list[np.n
     return [np.take(srt, min(n - 1, int(round(q * (n - 1)))), axis=axis) for q in qs]
 
 
-def _moments(v: np.ndarray, axis: int | None = None) -> list[float]:
-    """Mean, standard deviation, skewness and excess kurtosis."""
+def _moments(v: np.ndarray, axis: int | None = None) -> list:
+    """Mean, standard deviation, skewness and excess kurtosis (floats, or arrays along ``axis``)."""
     m = v.mean(axis=axis)
     d = v - (m if axis is None else np.expand_dims(m, axis))
     d2 = d * d  # explicit products: ``d ** 3`` goes through pow() and is ten times slower
@@ -86,56 +91,78 @@ def _moments(v: np.ndarray, axis: int | None = None) -> list[float]:
     sd = np.sqrt(var) + EPS
     skew = (d2 * d).mean(axis=axis) / (sd * sd * sd)
     kurt = (d2 * d2).mean(axis=axis) / (var * var + EPS) - 3.0
-    return [float(m), float(np.sqrt(var)), float(skew), float(kurt)]
+    if axis is None:
+        return [float(m), float(np.sqrt(var)), float(skew), float(kurt)]
+    return [m, np.sqrt(var), skew, kurt]
 
 
-def _cepstral(power: np.ndarray, bank: np.ndarray, n_ceps: int, prefix: str) -> dict[str, float]:
-    energies = np.log(power @ bank.T + EPS)
-    ceps = dct(energies, type=2, norm="ortho", axis=1)[:, 1: n_ceps + 1]
+# (prefix, filterbank edges, cepstra kept): linear (LFCC), log-spaced (CQCC-like) and mel (MFCC), 24 filters each
+CEPSTRA = (("lfcc", _linear_edges, 16), ("cqcc", _log_edges, 16), ("mfcc", _mel_edges, 12))
+
+
+@lru_cache(maxsize=4)
+def _stacked_banks(n_bins: int, rate: int) -> np.ndarray:
+    """The three 24-filter banks side by side ``[n_bins, 72]``: one matrix product for all three cepstra."""
+    return np.concatenate([_triangular_bank(n_bins, edges(24, rate), rate) for _, edges, _ in CEPSTRA]).T.copy()
+
+
+def _cepstral(power: np.ndarray, rate: int) -> dict[str, float]:
+    """Median, spread and delta spread of each cepstral coefficient (c0 excluded) of the three filterbanks."""
+    energies = np.log(power @ _stacked_banks(power.shape[1], rate) + EPS).reshape(len(power), len(CEPSTRA), 24)
+    n_max = max(n for _, _, n in CEPSTRA)
+    ceps = dct(energies, type=2, norm="ortho", axis=2)[:, :, 1: n_max + 1].reshape(len(power), -1)
     delta = np.gradient(ceps, axis=0)
-    out: dict[str, float] = {}
     hi, med, lo = _quantiles(ceps, (0.84, 0.5, 0.16))
     spread = (hi - lo) / 2
     dhi, dlo = _quantiles(delta, (0.84, 0.16))
     dspread = (dhi - dlo) / 2
-    for i in range(n_ceps):
-        out[f"{prefix}_c{i + 1}_med"] = float(med[i])
-        out[f"{prefix}_c{i + 1}_sd"] = float(spread[i])
-        out[f"{prefix}_d{i + 1}_sd"] = float(dspread[i])
+    out: dict[str, float] = {}
+    for b, (prefix, _, n_ceps) in enumerate(CEPSTRA):
+        for i in range(n_ceps):
+            c = b * n_max + i
+            out[f"{prefix}_c{i + 1}_med"] = float(med[c])
+            out[f"{prefix}_c{i + 1}_sd"] = float(spread[c])
+            out[f"{prefix}_d{i + 1}_sd"] = float(dspread[c])
     return out
+
+
+@lru_cache(maxsize=4)
+def _bispectral_plan(nb: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Index pairs (f1 <= f2, f1 + f2 below Nyquist), their sum bin, frequency regions and the diagonal."""
+    i, j = np.triu_indices(nb)
+    keep = i + j + 1 < nb  # f1 + f2 must stay below Nyquist (indices are offset by the dropped DC)
+    i, j = i[keep], j[keep]
+    k = i + j + 1
+    f_hi = k / nb  # normalised frequency of the sum component
+    regions = {"low": f_hi < 0.35, "mid": (f_hi >= 0.35) & (f_hi < 0.7), "high": f_hi >= 0.7,
+               "all": np.ones_like(f_hi, dtype=bool)}
+    return i, j, k, regions, i == j
 
 
 def _bispectral(x: np.ndarray, size: int = 128, hop: int = 96) -> dict[str, float]:
     frames = _frames(x, size, hop) * _window(size)
     spec = rfft(frames, axis=1)[:, 1: size // 2].astype(np.complex64)  # drop DC
     nb = spec.shape[1]
-    i, j = np.triu_indices(nb)
-    keep = i + j + 1 < nb  # f1 + f2 must stay below Nyquist (indices are offset by the dropped DC)
-    i, j = i[keep], j[keep]
-    k = i + j + 1
-    pair = spec[:, i] * spec[:, j]
-    bis = (pair * np.conj(spec[:, k])).mean(axis=0)
-    pair_power = pair.real ** 2 + pair.imag ** 2
-    spec_power = (spec.real ** 2 + spec.imag ** 2).mean(axis=0)
-    denom = pair_power.mean(axis=0).astype(np.float64) * spec_power[k]
-    bicoh = np.abs(bis) ** 2 / (denom + EPS)
-    mag = np.log(np.abs(bis) + EPS) - np.log(np.mean(np.abs(bis)) + EPS)
-    phase = np.angle(bis)
+    i, j, k, regions, diag = _bispectral_plan(nb)
+    bis = np.einsum("tp,tp->p", spec[:, i] * spec[:, j], np.conj(spec[:, k])) / len(spec)
+    power = spec.real ** 2 + spec.imag ** 2
+    pair_power = (power.T @ power) / len(spec)  # mean over frames of |X(f1)|^2 |X(f2)|^2 for every pair at once
+    denom = pair_power[i, j].astype(np.float64) * power.mean(axis=0)[k]
+    abs_bis = np.abs(bis)
+    bicoh = abs_bis ** 2 / (denom + EPS)
+    mag = np.log(abs_bis + EPS) - np.log(np.mean(abs_bis) + EPS)
+    phase = np.arctan2(bis.imag, bis.real)
+    unit = np.exp(1j * phase)
     out: dict[str, float] = {}
-    f_hi = (k / nb)  # normalised frequency of the sum component
-    regions = {"low": f_hi < 0.35, "mid": (f_hi >= 0.35) & (f_hi < 0.7), "high": f_hi >= 0.7,
-               "all": np.ones_like(f_hi, dtype=bool)}
     for name, sel in regions.items():
-        for stat, val in zip(("mean", "sd", "skew", "kurt"), _moments(bicoh[sel]), strict=True):
-            out[f"bispec_bicoh_{name}_{stat}"] = val
-        for stat, val in zip(("mean", "sd", "skew", "kurt"), _moments(mag[sel]), strict=True):
-            out[f"bispec_logmag_{name}_{stat}"] = val
-        ph = phase[sel]
-        out[f"bispec_phase_{name}_resultant"] = float(np.abs(np.mean(np.exp(1j * ph))))
-        for stat, val in zip(("mean", "sd", "skew", "kurt"), _moments(ph), strict=True):
-            out[f"bispec_phase_{name}_{stat}"] = val
+        stats = _moments(np.stack([bicoh[sel], mag[sel], phase[sel]]), axis=1)
+        for q, quantity in enumerate(("bicoh", "logmag")):
+            for stat, val in zip(("mean", "sd", "skew", "kurt"), stats, strict=True):
+                out[f"bispec_{quantity}_{name}_{stat}"] = float(val[q])
+        out[f"bispec_phase_{name}_resultant"] = float(np.abs(np.mean(unit[sel])))
+        for stat, val in zip(("mean", "sd", "skew", "kurt"), stats, strict=True):
+            out[f"bispec_phase_{name}_{stat}"] = float(val[2])
     # diagonal slice (f1 == f2) captures harmonic coupling of voiced speech
-    diag = i == j
     out["bispec_diag_bicoh_mean"] = float(bicoh[diag].mean())
     out["bispec_diag_over_all"] = float(np.log((bicoh[diag].mean() + EPS) / (bicoh.mean() + EPS)))
     return out
@@ -143,7 +170,7 @@ def _bispectral(x: np.ndarray, size: int = 128, hop: int = 96) -> dict[str, floa
 
 def _periodicity(frames: np.ndarray, rate: int) -> dict[str, float]:
     spec = rfft(frames, n=2 * frames.shape[1], axis=1)
-    ac = np.fft.irfft(np.abs(spec) ** 2, axis=1)[:, : frames.shape[1]]
+    ac = irfft(spec.real ** 2 + spec.imag ** 2, axis=1)[:, : frames.shape[1]]
     ac = ac / (ac[:, :1] + EPS)
     lo, hi = int(rate / 400), int(rate / 60)
     peak = ac[:, lo:hi].max(axis=1)
@@ -164,14 +191,13 @@ def _periodicity(frames: np.ndarray, rate: int) -> dict[str, float]:
 
 
 def _lpc_residual(x: np.ndarray, order: int = 12) -> dict[str, float]:
-    spec = rfft(x, n=1 << int(np.ceil(np.log2(2 * len(x)))))
-    r = np.fft.irfft(np.abs(spec) ** 2)[: order + 1]
+    r = np.array([x[: len(x) - lag] @ x[lag:] for lag in range(order + 1)])  # autocorrelation, 13 dot products
     r[0] *= 1.0 + 1e-6
     try:
         a = solve_toeplitz(r[:-1], r[1:])
     except np.linalg.LinAlgError:
         a = np.zeros(order)
-    res = lfilter(np.concatenate(([1.0], -a)), [1.0], x)
+    res = np.convolve(x, np.concatenate(([1.0], -a)))[: len(x)]  # the FIR inverse filter (= lfilter)
     frames = _frames(res, 160, 80)
     e = np.log((frames ** 2).mean(axis=1) + EPS)
     m = _moments(res)
@@ -195,13 +221,11 @@ def extract_features(chunk: np.ndarray, rate: int = 8000) -> dict[str, float]:
     size, hop = 256, 80
     frames = _frames(x, size, hop)
     spec = rfft(frames * _window(size), axis=1)
-    power = np.abs(spec) ** 2 + EPS
+    power = spec.real ** 2 + spec.imag ** 2 + EPS
     nbins = power.shape[1]
     feats: dict[str, float] = {}
 
-    feats.update(_cepstral(power, _triangular_bank(nbins, _linear_edges(24, rate), rate), 16, "lfcc"))
-    feats.update(_cepstral(power, _triangular_bank(nbins, _log_edges(24, rate), rate), 16, "cqcc"))
-    feats.update(_cepstral(power, _triangular_bank(nbins, _mel_edges(24, rate), rate), 12, "mfcc"))
+    feats.update(_cepstral(power, rate))
 
     # spectral shape
     freqs = np.linspace(0, rate / 2, nbins)
@@ -260,9 +284,9 @@ def extract_features(chunk: np.ndarray, rate: int = 8000) -> dict[str, float]:
         v = gd_c[:, sel]
         feats[f"phase_gd_{region}_sd"] = float(np.median(v.std(axis=1)))
         feats[f"phase_gd_{region}_absmean"] = float(np.median(np.abs(v).mean(axis=1)))
-    ph = np.angle(spec)
-    expected = 2 * np.pi * hop * np.arange(nbins) / size
-    dev = np.angle(np.exp(1j * (np.diff(ph, axis=0) - expected)))
+    # wrapped (phase advance - expected advance), from one complex product: no per-bin angle() and exp()
+    turn = spec[1:] * np.conj(spec[:-1]) * _phase_rotation(nbins, hop, size)
+    dev = np.arctan2(turn.imag, turn.real)
     w = power[1:] / power[1:].sum(axis=1, keepdims=True)
     feats["phase_ifdev_weighted"] = float(np.median((np.abs(dev) * w).sum(axis=1)))
     feats["phase_ifdev_hf"] = float(np.median(np.abs(dev[:, freqs > 2500]).mean(axis=1)))

@@ -56,3 +56,29 @@ def test_wideband_input_is_accepted(chunks):
     f8, f16 = extract_features(chunks[0]), extract_features(wide, rate=16000)
     assert f8.keys() == f16.keys()
     assert np.isfinite(list(f16.values())).all()
+
+
+def reference_signal() -> np.ndarray:
+    """A deterministic 2-s test signal: a gliding harmonic 'vowel', noise, a click and a lost 20 ms frame."""
+    rng = np.random.default_rng(1234)
+    t = np.arange(16000) / 8000
+    f0 = 110 + 30 * np.sin(2 * np.pi * 1.5 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / 8000
+    x = sum(np.sin(h * phase) / h for h in range(1, 25)) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+    x = 0.2 * x + 0.01 * rng.standard_normal(16000)
+    x[5000] += 0.8
+    x[9600:9760] = 0.0
+    return x.astype(np.float32)
+
+
+def test_features_match_the_reference_the_shipped_model_was_trained_on():
+    """Speed rewrites must not change feature values: the shipped GBM and the corpus feature cache
+    (keyed by FEATURE_SCHEMA_VERSION) were computed with the reference implementation."""
+    import json
+    from pathlib import Path
+
+    ref = json.loads((Path(__file__).parents[1] / "fixtures/features/reference_v1.json").read_text())
+    got = extract_features(reference_signal())
+    assert list(got) == list(ref)
+    bad = {n: (ref[n], got[n]) for n in ref if not np.isclose(got[n], ref[n], rtol=1e-3, atol=1e-5)}
+    assert not bad
