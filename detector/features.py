@@ -139,12 +139,28 @@ def _bispectral_plan(nb: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[
     return i, j, k, regions, i == j
 
 
+def _bispectrum(spec: np.ndarray) -> np.ndarray:
+    """Mean over frames of X(f1) X(f2) X*(f1 + f2), in ``_bispectral_plan`` pair order (f1 major).
+
+    For a fixed f1 the f2 and f1 + f2 bins are contiguous, so each row is one slice product and one
+    matrix-vector product; gathering the ~1000 pairs with fancy indexing cost ten times more."""
+    rows = np.ascontiguousarray(spec.T)  # [bins, frames]
+    conj = np.conj(rows)
+    nb, parts = rows.shape[0], []
+    for f1 in range(nb):
+        last = nb - f1 - 1  # f2 < last keeps f1 + f2 below Nyquist
+        if last <= f1:
+            break
+        parts.append((rows[f1:last] * conj[2 * f1 + 1: f1 + last + 1]) @ rows[f1])
+    return np.concatenate(parts) / rows.shape[1]
+
+
 def _bispectral(x: np.ndarray, size: int = 128, hop: int = 96) -> dict[str, float]:
     frames = _frames(x, size, hop) * _window(size)
     spec = rfft(frames, axis=1)[:, 1: size // 2].astype(np.complex64)  # drop DC
     nb = spec.shape[1]
     i, j, k, regions, diag = _bispectral_plan(nb)
-    bis = np.einsum("tp,tp->p", spec[:, i] * spec[:, j], np.conj(spec[:, k])) / len(spec)
+    bis = _bispectrum(spec)
     power = spec.real ** 2 + spec.imag ** 2
     pair_power = (power.T @ power) / len(spec)  # mean over frames of |X(f1)|^2 |X(f2)|^2 for every pair at once
     denom = pair_power[i, j].astype(np.float64) * power.mean(axis=0)[k]
