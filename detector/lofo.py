@@ -20,6 +20,17 @@ from detector.metrics import eer, recording_means
 from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, calibrate, speaker_group
 
 
+def feature_mask_without(groups: list[str]) -> np.ndarray:
+    """Column mask of the feature matrix without the named feature groups (for ablations)."""
+    from detector.features import feature_group, feature_names
+
+    have = np.array([feature_group(n) for n in feature_names()])
+    unknown = sorted(set(groups) - set(have))
+    if unknown:
+        raise ValueError(f"unknown feature group(s) {', '.join(unknown)}; known: {', '.join(sorted(set(have)))}")
+    return ~np.isin(have, groups)
+
+
 def speaker_folds(rows: list[dict], n_folds: int) -> list[list[str]]:
     """Bona fide speakers dealt into folds of similar size (by chunk count), deterministically."""
     counts: dict[str, int] = defaultdict(int)

@@ -18,15 +18,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="default models/reports/<split> (or /lofo)")
     p.add_argument("--protocol", choices=("split", "lofo"), default="split",
                    help="lofo: leave-one-generator-family-out x leave-speakers-out cross-validation (GBM)")
+    p.add_argument("--model-selection", action="store_true",
+                   help="lofo over train+dev only (the eval split stays unread): for comparing variants")
+    p.add_argument("--drop-group", action="append", default=[], metavar="GROUP",
+                   help="lofo without a feature group (bispec, lfcc, cqcc, ...); repeatable, for ablations")
+    p.add_argument("--rounds", type=int, default=400, help="lofo: boosting rounds per fold")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.protocol == "lofo":
-        from detector.lofo import run_lofo
+        from detector.lofo import feature_mask_without, run_lofo
 
-        summary = run_lofo(args.corpus, args.out or Path("models/reports/lofo"))
-        print(json.dumps({k: summary[k] for k in ("worst_eer", "mean_eer")}))
+        try:
+            mask = feature_mask_without(args.drop_group) if args.drop_group else None
+        except ValueError as exc:
+            print(f"callguard eval: {exc}")
+            return 2
+        splits = ("train", "dev") if args.model_selection else ("train", "dev", "eval")
+        default_out = Path("models/reports/lofo") if not (args.model_selection or mask is not None) else None
+        summary = run_lofo(args.corpus, args.out or default_out, rounds=args.rounds, splits=splits,
+                           feature_mask=mask)
+        print(json.dumps({k: summary[k] for k in ("worst_eer", "mean_eer", "worst_eer_recording",
+                                                  "mean_eer_recording")}))
         return 0
     from detector.evaluate import evaluate
 

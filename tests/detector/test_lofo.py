@@ -1,5 +1,9 @@
+import numpy as np
+import pytest
+
 from detector.corpus.manifest import load_manifest
-from detector.lofo import run_lofo, speaker_folds
+from detector.features import feature_group, feature_names
+from detector.lofo import feature_mask_without, run_lofo, speaker_folds
 
 
 def test_speaker_folds_cover_every_bona_fide_group_once_and_balance_chunks():
@@ -17,3 +21,12 @@ def test_lofo_reports_every_family_held_out(tiny_corpus, tmp_path):
     assert 0.0 <= summary["mean_eer"] <= summary["worst_eer"] <= 1.0
     report = (tmp_path / "lofo.md").read_text()
     assert all(f in report for f in families)
+
+
+def test_feature_mask_without_drops_exactly_the_named_groups():
+    mask = feature_mask_without(["bispec", "lpc"])
+    groups = np.array([feature_group(n) for n in feature_names()])
+    assert not mask[np.isin(groups, ["bispec", "lpc"])].any()
+    assert mask[~np.isin(groups, ["bispec", "lpc"])].all()
+    with pytest.raises(ValueError, match="unknown feature group"):
+        feature_mask_without(["nosuchgroup"])
