@@ -1,0 +1,145 @@
+"""Model-selection experiments on the generalisation protocol, over train+dev only (eval is never read).
+
+Same folds as ``detector.lofo.run_lofo`` (each family held out with one bona fide speaker fold, their
+voices removed from training), 200 rounds, one thread. Results and reading: docs/generalisation.md.
+
+    .venv/bin/python docs/experiments/lofo_variants.py oneclass [--corpus data/corpus_v4] [--pca 48]
+    .venv/bin/python docs/experiments/lofo_variants.py experts  [--corpus data/corpus_v4]
+
+- ``oneclass``: a bona fide-only model on the GBM features (robust standardisation on bona fide training
+  rows, PCA; score = log(1 + Mahalanobis distance) or log residual norm), alone and z-fused with the GBM
+  logit (z-scored on the calibration rows' bona fide scores).
+- ``experts``: one GBM versus a digital expert (trained without replay spoofs) and a replay expert (bona
+  fide vs replay only), combined by max of logits, max of bona fide z-scores, or their sum; also the
+  digital expert alone on the digital families.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from detector.corpus.manifest import load_manifest  # noqa: E402
+from detector.featcache import corpus_features  # noqa: E402
+from detector.lofo import speaker_folds  # noqa: E402
+from detector.metrics import eer, recording_means  # noqa: E402
+from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, speaker_group  # noqa: E402
+
+
+class Protocol:
+    def __init__(self, corpus: Path) -> None:
+        self.rows = [r for r in load_manifest(corpus) if r["split"] in ("train", "dev")]
+        self.x = corpus_features(corpus, self.rows).astype(np.float64)
+        self.y = np.array([r["label"] != "bonafide" for r in self.rows], dtype=np.int32)
+        self.family = np.array([r["generator"] if r["label"] != "bonafide" else "" for r in self.rows])
+        self.replay = np.char.startswith(self.family.astype(str), "replay")
+        self.speaker = np.array([speaker_group(r) for r in self.rows])
+        self.split = np.array([r["split"] for r in self.rows])
+        self.families = sorted(set(self.family) - {""})
+        self.folds = speaker_folds(self.rows, 4)
+        self.params = dict(DEFAULT_PARAMS, num_threads=1)
+        self.params.pop("metric")
+
+    def folds_iter(self):
+        """(family, test mask, fit mask, calibration bona fide mask) per held-out family."""
+        for n, fam in enumerate(self.families):
+            held = np.isin(self.speaker, self.folds[n % len(self.folds)])
+            test = ((self.y == 0) & held) | (self.family == fam)
+            train = (self.family != fam) & ~held
+            yield fam, test, train & (self.split != "dev"), train & (self.split == "dev") & (self.y == 0)
+
+    def gbm(self, mask: np.ndarray):
+        import lightgbm as lgb
+
+        sub = [self.rows[i] for i in np.flatnonzero(mask)]
+        data = lgb.Dataset(self.x[mask], self.y[mask], weight=balanced_weights(sub))
+        return lgb.train(self.params, data, num_boost_round=200)
+
+    def eers(self, test: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+        rows = [self.rows[i] for i in np.flatnonzero(test)]
+        return eer(self.y[test], scores)[0], eer(*recording_means(rows, self.y[test], scores))[0]
+
+
+def _z(v: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    return (v - np.median(ref)) / (np.std(ref) + 1e-9)
+
+
+def _report(results: dict[str, list[tuple[float, float]]]) -> None:
+    for name, vals in results.items():
+        v = np.array(vals)
+        print(f"{name:14s} per chunk worst {v[:, 0].max():.2%} mean {v[:, 0].mean():.2%} | "
+              f"per recording worst {v[:, 1].max():.2%} mean {v[:, 1].mean():.2%}")
+
+
+def one_class(p: Protocol, k: int) -> None:
+    def fit(xb: np.ndarray):
+        med = np.median(xb, 0)
+        iqr = np.subtract(*np.percentile(xb, [75, 25], 0)) + 1e-6
+        z = np.clip((xb - med) / iqr, -20, 20)
+        mu = z.mean(0)
+        _, s, vt = np.linalg.svd(z - mu, full_matrices=False)
+        return med, iqr, mu, vt[:k], s[:k] ** 2 / len(z)
+
+    def score(model, xx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        med, iqr, mu, v, var = model
+        z = np.clip((xx - med) / iqr, -20, 20) - mu
+        proj = z @ v.T
+        return np.log1p((proj ** 2 / var).sum(1)), np.log1p(((z - proj @ v) ** 2).sum(1))
+
+    results: dict[str, list[tuple[float, float]]] = {n: [] for n in ("gbm", "oc_mahalanobis", "oc_residual",
+                                                                     "gbm+oc")}
+    for fam, test, fit_mask, cal in p.folds_iter():
+        booster = p.gbm(fit_mask)
+        g, g_cal = booster.predict(p.x[test], raw_score=True), booster.predict(p.x[cal], raw_score=True)
+        model = fit(p.x[fit_mask & (p.y == 0)])
+        (maha, resid), (maha_cal, _) = score(model, p.x[test]), score(model, p.x[cal])
+        for name, s in (("gbm", g), ("oc_mahalanobis", maha), ("oc_residual", resid),
+                        ("gbm+oc", _z(g, g_cal) + _z(maha, maha_cal))):
+            results[name].append(p.eers(test, s))
+        print(fam, {n: f"{v[-1][0]:.3f}" for n, v in results.items()}, file=sys.stderr, flush=True)
+    _report(results)
+
+
+def experts(p: Protocol) -> None:
+    combos: dict[str, Callable] = {
+        "single": lambda g, gc, d, dc, r, rc: g,
+        "max_logit": lambda g, gc, d, dc, r, rc: np.maximum(d, r),
+        "max_z": lambda g, gc, d, dc, r, rc: np.maximum(_z(d, dc), _z(r, rc)),
+        "sum_z": lambda g, gc, d, dc, r, rc: _z(d, dc) + _z(r, rc),
+    }
+    results: dict[str, list[tuple[float, float]]] = {n: [] for n in combos}
+    digital: dict[str, list[tuple[float, float]]] = {"single (digital)": [], "digital expert": []}
+    for fam, test, fit_mask, cal in p.folds_iter():
+        single, dig, rep = p.gbm(fit_mask), p.gbm(fit_mask & ~p.replay), p.gbm(fit_mask & ((p.y == 0) | p.replay))
+        outs = [m.predict(p.x[s], raw_score=True) for m in (single, dig, rep) for s in (test, cal)]
+        for name, combine in combos.items():
+            results[name].append(p.eers(test, combine(*outs)))
+        if not fam.startswith("replay"):
+            digital["single (digital)"].append(p.eers(test, outs[0]))
+            digital["digital expert"].append(p.eers(test, outs[2]))
+        print(fam, {n: f"{v[-1][0]:.3f}" for n, v in results.items()}, file=sys.stderr, flush=True)
+    _report(results)
+    _report(digital)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("experiment", choices=("oneclass", "experts"))
+    ap.add_argument("--corpus", type=Path, default=Path("data/corpus_v4"))
+    ap.add_argument("--pca", type=int, default=48, help="oneclass: principal components kept")
+    args = ap.parse_args()
+    protocol = Protocol(args.corpus)
+    if args.experiment == "oneclass":
+        one_class(protocol, args.pca)
+    else:
+        experts(protocol)
+
+
+if __name__ == "__main__":
+    main()
