@@ -3,7 +3,8 @@
 Speaker groups (see ``sources``) and generator families are assigned whole to one split. The eval split
 holds human speaker groups and generator families never seen in train or dev: at least one TTS family,
 one resynthesis/vocoder family, one neural vocoder family (``nsf``, with its voice-conversion-like
-variants; ``hifigan`` is in train) and one replay room set. Spoofs made by transforming bona fide speech
+variants; the GAN vocoders ``hifigan`` and ``mbmelgan`` are in train, the autoregressive ``wavernn`` in
+dev) and one replay room set. Spoofs made by transforming bona fide speech
 (resynthesis, replay) always start from recordings of the same split's speakers.
 
 Groups that may hold the same person are tied to one split (``SAME_SPLIT``): the Flight of the Amazon
@@ -46,8 +47,8 @@ SAME_SPLIT: list[tuple[str, ...]] = [
 ]
 FAMILY_SPLIT = {
     "espeak": "train", "festival": "train", "flite": "train", "piper": "train", "world": "train", "lpc": "train",
-    "replay_rooms_a": "train", "hifigan": "train",
-    "pico": "dev", "griffinlim": "dev", "replay_rooms_b": "dev",
+    "replay_rooms_a": "train", "hifigan": "train", "mbmelgan": "train",
+    "pico": "dev", "griffinlim": "dev", "replay_rooms_b": "dev", "wavernn": "dev",
     "mbrola": "eval", "mlsa": "eval", "replay_rooms_c": "eval", "nsf": "eval",
 }
 RESYNTHESIS = {"world", "lpc", "griffinlim", "mlsa"}

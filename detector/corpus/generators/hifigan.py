@@ -32,15 +32,20 @@ def prepare(x: np.ndarray, sr: int) -> np.ndarray:
     return normalize(np.asarray(x, dtype=np.float32))
 
 
-def transform(x: np.ndarray, sr: int, rng: np.random.Generator, family: str = FAMILY):
+def copy_or_warp(vocoder: str, x: np.ndarray, sr: int, rng: np.random.Generator, p_warp: float = 0.4):
+    """Copy synthesis by a mel-only vocoder, or (``p_warp``) a voice-conversion-like ``vc_warpW`` variant."""
     from detector.corpus.neural_vocoders.dsp import SR
     from detector.corpus.neural_vocoders.synth import load, vocode
 
-    model, _ = load(FAMILY)
+    model, _ = load(vocoder)
     seed = int(rng.integers(2**31))
     warp, voice = 1.0, "copy"
-    if rng.random() < 0.4:
+    if rng.random() < p_warp:
         warp = float(rng.choice([rng.uniform(0.88, 0.96), rng.uniform(1.04, 1.12)]))
         voice = f"vc_warp{warp:.2f}"
     y = vocode(model, prepare(x, sr), seed, warp=warp)
     return y, SR, voice
+
+
+def transform(x: np.ndarray, sr: int, rng: np.random.Generator, family: str = FAMILY):
+    return copy_or_warp(FAMILY, x, sr, rng)

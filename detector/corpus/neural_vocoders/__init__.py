@@ -1,6 +1,6 @@
 """Small neural vocoders trained here on CPU, used as neural spoof families of the corpus.
 
-Two families (see docs/corpus.md, "Neural vocoder families"):
+Four families (see docs/corpus.md, "Neural vocoder families"):
 
 - ``hifigan``: a small HiFi-GAN-style GAN vocoder, log-mel -> waveform (transposed-conv upsampling with
   dilated residual blocks), trained with a multi-resolution STFT loss, a mel L1 loss and a light
@@ -9,6 +9,10 @@ Two families (see docs/corpus.md, "Neural vocoder families"):
   non-causal gated dilated-convolution filter conditioned on the log-mel, trained with the
   multi-resolution STFT loss only. Its corpus generator also does voice-conversion-like conversions
   (F0 shifted by 2-4 semitones, mel envelope frequency-warped by 0.9-1.1).
+- ``mbmelgan``: a multi-band MelGAN-style GAN vocoder: the generator makes four 2 kHz sub-bands that a
+  fixed pseudo-QMF synthesis bank recombines; same losses as ``hifigan``.
+- ``wavernn``: a WaveRNN-style autoregressive vocoder: a GRU samples each 8-bit mu-law sample from the
+  previous one and the log-mel, trained by teacher forcing on the cross-entropy.
 
 Both run at 8 kHz (the telephone channel downsamples everything to 8 kHz anyway) and are trained only on
 bona fide speech of the train-split speaker groups. Weights live in ``data/vocoders/<family>.pt`` (not in
@@ -22,7 +26,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-FAMILIES = ("hifigan", "nsf")
+FAMILIES = ("hifigan", "nsf", "mbmelgan", "wavernn")
 TRAIN_COMMAND = "callguard corpus train-vocoders"
 
 

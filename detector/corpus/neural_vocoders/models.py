@@ -1,9 +1,10 @@
-"""The two vocoder architectures, their losses and the discriminator (torch)."""
+"""The vocoder architectures, their losses and the discriminator (torch)."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -98,6 +99,130 @@ class NsfVocoder(nn.Module):
         return torch.tanh(self.post(x)).squeeze(1)
 
 
+def pqmf_synthesis_filters(bands: int = 4, taps: int = 62, cutoff: float = 0.142, beta: float = 9.0) -> np.ndarray:
+    """Pseudo-QMF synthesis filters [bands, taps + 1]: a Kaiser-windowed low-pass prototype, cosine-modulated
+    (the near-perfect-reconstruction design multi-band MelGAN uses; cutoff as a fraction of Nyquist)."""
+    from scipy.signal import firwin
+
+    proto = firwin(taps + 1, cutoff, window=("kaiser", beta))
+    n = np.arange(taps + 1) - taps / 2
+    return np.stack([2 * proto * np.cos((2 * k + 1) * np.pi / (2 * bands) * n - (-1) ** k * np.pi / 4)
+                     for k in range(bands)]).astype(np.float32)
+
+
+class MultiBandGanVocoder(nn.Module):
+    """Multi-band MelGAN-style: log-mel -> ``bands`` sub-band signals at SR/bands -> PQMF synthesis.
+
+    Upsampling 5*4 = 20 = HOP/bands, MelGAN residual stacks (dilations 1, 3, 9, 27); the sub-bands are
+    recombined by a fixed pseudo-QMF synthesis bank, so its artefacts (band-edge aliasing, a generator
+    working at 2 kHz) differ from the full-band ``hifigan`` family's.
+    """
+
+    def __init__(self, n_mels: int = N_MELS, ch: int = 128, ups=(5, 4), bands: int = 4) -> None:
+        super().__init__()
+        assert math.prod(ups) * bands == HOP
+        self.bands = bands
+        self.pre = nn.Conv1d(n_mels, ch, 7, padding=3)
+        self.ups = nn.ModuleList()
+        self.res = nn.ModuleList()
+        c = ch
+        for u in ups:
+            self.ups.append(nn.ConvTranspose1d(c, c // 2, 2 * u, stride=u, padding=u // 2 + u % 2,
+                                               output_padding=u % 2))
+            c //= 2
+            self.res.append(ResBlock(c, (1, 3, 9, 27)))
+        self.post = nn.Conv1d(c, bands, 7, padding=3)
+        self.register_buffer("synth", torch.from_numpy(pqmf_synthesis_filters(bands))[:, None, :] * bands,
+                             persistent=False)
+
+    def forward(self, mel: torch.Tensor, f0: torch.Tensor | None = None, noise_gen=None) -> torch.Tensor:
+        x = self.pre(mel)
+        for up, res in zip(self.ups, self.res, strict=True):
+            x = res(up(F.leaky_relu(x, 0.1)))
+        sub = torch.tanh(self.post(F.leaky_relu(x, 0.1)))            # [B, bands, F*HOP/bands]
+        y = F.conv_transpose1d(sub, self.synth, stride=self.bands)    # [B, 1, F*HOP + taps + 1 - bands]
+        d = (self.synth.shape[-1] - 1) // 2
+        return torch.clamp(y[:, 0, d: d + sub.shape[-1] * self.bands], -1.0, 1.0)
+
+
+MU = 255
+
+
+def mu_law_encode(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float -> 0..MU class index (8-bit mu-law)."""
+    y = torch.sign(x) * torch.log1p(MU * x.abs().clamp(max=1.0)) / math.log1p(MU)
+    return ((y + 1) / 2 * MU + 0.5).long().clamp(0, MU)
+
+
+def mu_law_decode(q: torch.Tensor) -> torch.Tensor:
+    y = q.float() / MU * 2 - 1
+    return torch.sign(y) * ((1 + MU) ** y.abs() - 1) / MU
+
+
+class WaveRnnVocoder(nn.Module):
+    """WaveRNN-style autoregressive vocoder: a GRU predicts a 256-way mu-law distribution of each sample
+    from the previous sample and the log-mel conditioning, trained by teacher forcing (cross-entropy) and
+    sampled one sample at a time. Its artefacts (mu-law quantisation hiss, sampling noise, no phase model)
+    are unlike the non-autoregressive families'. Generation folds the input into overlapping segments
+    that run as one batch (as WaveRNN's batched generation does), so CPU synthesis is fast enough.
+    """
+
+    def __init__(self, n_mels: int = N_MELS, hidden: int = 128, cond: int = 32, temperature: float = 1.0,
+                 fold: int = 2000, overlap: int = 160) -> None:
+        super().__init__()
+        self.temperature, self.fold, self.overlap = temperature, fold, overlap
+        self.cond = nn.Sequential(nn.Conv1d(n_mels, 64, 5, padding=2), nn.Tanh(),
+                                  nn.Conv1d(64, cond, 3, padding=1), nn.Tanh())
+        self.rnn = nn.GRU(cond + 1, hidden, batch_first=True)
+        self.fc1 = nn.Linear(hidden, hidden)
+        self.fc2 = nn.Linear(hidden, MU + 1)
+
+    def _cond(self, mel: torch.Tensor) -> torch.Tensor:
+        return self.cond(mel).repeat_interleave(HOP, dim=2).transpose(1, 2)   # [B, T, cond]
+
+    def logits(self, mel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: [B, T, MU+1] logits of each sample of x given the samples before it."""
+        prev = mu_law_decode(mu_law_encode(x))
+        prev = F.pad(prev, (1, 0))[:, :-1, None]
+        h, _ = self.rnn(torch.cat([prev, self._cond(mel)], dim=2))
+        return self.fc2(F.relu(self.fc1(h)))
+
+    def nll(self, mel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        lg = self.logits(mel, x)
+        return F.cross_entropy(lg.reshape(-1, MU + 1), mu_law_encode(x).reshape(-1))
+
+    def forward(self, mel: torch.Tensor, f0: torch.Tensor | None = None,
+                noise_gen: torch.Generator | None = None) -> torch.Tensor:
+        """Sample a waveform [B, F*HOP] for each batch item (folded, overlaps cross-faded)."""
+        return torch.stack([self._generate_one(c, noise_gen) for c in self._cond(mel)])
+
+    def _generate_one(self, c: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        """Conditioning [T, cond] -> T samples. Fold i covers samples [i*f - o, (i+1)*f + o): its first o
+        samples warm the state up and are dropped, its next o fade in while fold i-1's last o fade out."""
+        t, f, o = c.shape[0], self.fold, self.overlap
+        n = max(1, math.ceil(t / f))
+        padded = F.pad(c.T, (o, n * f - t + o)).T                                      # [n*f + 2o, cond]
+        folds = torch.stack([padded[i * f: (i + 1) * f + 2 * o] for i in range(n)])   # [n, f+2o, cond]
+        h = c.new_zeros(1, n, self.rnn.hidden_size)
+        prev = c.new_zeros(n, 1)
+        out = c.new_empty(n, f + 2 * o)
+        for s in range(f + 2 * o):
+            z, h = self.rnn(torch.cat([prev, folds[:, s]], dim=1)[:, None], h)
+            p = torch.softmax(self.fc2(F.relu(self.fc1(z[:, 0]))) / self.temperature, dim=1)
+            prev = mu_law_decode(torch.multinomial(p, 1, generator=gen))
+            out[:, s] = prev[:, 0]
+        fade = torch.linspace(0, 1, o)
+        y = c.new_zeros(n * f + 2 * o)
+        for i in range(n):
+            w = torch.ones(f + 2 * o)
+            if i:
+                w[:o], w[o: 2 * o] = 0.0, fade
+            if i < n - 1:
+                w[-o:] = 1 - fade
+            y[i * f: i * f + f + 2 * o] += out[i] * w
+        return y[o: o + t]
+
+
 class WaveDiscriminator(nn.Module):
     """A light MelGAN-style waveform discriminator; returns (score, feature maps)."""
 
@@ -149,7 +274,7 @@ def stft_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return total / len(STFT_RESOLUTIONS)
 
 
-ARCHS = {"hifigan": GanVocoder, "nsf": NsfVocoder}
+ARCHS = {"hifigan": GanVocoder, "nsf": NsfVocoder, "mbmelgan": MultiBandGanVocoder, "wavernn": WaveRnnVocoder}
 
 
 def build_model(family: str, config: dict | None = None) -> nn.Module:

@@ -19,10 +19,18 @@ import numpy as np
 
 DEFAULTS = {
     # steps: optimizer steps; seg: training segment in samples (0.5 s); batch; lr; adv_from: step where the
-    # GAN losses start (hifigan only)
-    "hifigan": dict(steps=4000, seg=4000, batch=8, lr=2e-3, adv_from=2000, config={}),
-    "nsf": dict(steps=2500, seg=4000, batch=8, lr=2e-3, adv_from=None, config={}),
+    # GAN losses start (GAN families only); mel_weight: weight of the log-mel L1 loss next to the STFT loss.
+    # wavernn is trained by teacher forcing on the mu-law cross-entropy instead of the spectral losses.
+    "hifigan": dict(steps=4000, seg=4000, batch=8, lr=2e-3, adv_from=2000, mel_weight=0.5, config={}),
+    "nsf": dict(steps=2500, seg=4000, batch=8, lr=2e-3, adv_from=None, mel_weight=0.0, config={}),
+    "mbmelgan": dict(steps=4000, seg=4000, batch=8, lr=2e-3, adv_from=2000, mel_weight=0.5, config={}),
+    "wavernn": dict(steps=2000, seg=1600, batch=8, lr=2e-3, adv_from=None, mel_weight=0.0, config={}),
 }
+AUTOREGRESSIVE = frozenset({"wavernn"})
+
+
+def loss_name(family: str) -> str:
+    return "mu-law cross-entropy" if family in AUTOREGRESSIVE else "multi-resolution STFT"
 
 
 def _log(msg: str) -> None:
@@ -100,11 +108,15 @@ def train(family: str, out_dir: Path, seed: int = 1, steps: int | None = None, m
         x = torch.from_numpy(xb)
         f0 = torch.from_numpy(fb)
         mel = log_mel(x)[:, :, :-1]
-        y = model(mel, f0, gen)
-        l_stft = stft_loss(y, x)
-        l_mel = torch.nn.functional.l1_loss(log_mel(y), log_mel(x))
-        loss = l_stft + (0.5 * l_mel if family == "hifigan" else 0.0)
         l_adv = torch.zeros(())
+        if family in AUTOREGRESSIVE:
+            loss = l_main = model.nll(mel, x)
+            l_mel = torch.zeros(())
+        else:
+            y = model(mel, f0, gen)
+            l_main = stft_loss(y, x)
+            l_mel = torch.nn.functional.l1_loss(log_mel(y), log_mel(x))
+            loss = l_main + hp["mel_weight"] * l_mel
         if disc is not None and step >= adv_from:
             # discriminator step (least squares)
             d_real = disc(x)
@@ -125,10 +137,11 @@ def train(family: str, out_dir: Path, seed: int = 1, steps: int | None = None, m
         opt.step()
         sched.step()
         done = step
-        history.append(l_stft.item())
+        history.append(l_main.item())
         if step % log_every == 0 or step == 1:
             el = time.time() - t0
-            _log(f"[{family}] step {step}/{steps} stft {np.mean(history[-log_every:]):.3f} mel {l_mel.item():.3f}"
+            name = "nll" if family in AUTOREGRESSIVE else "stft"
+            _log(f"[{family}] step {step}/{steps} {name} {np.mean(history[-log_every:]):.3f} mel {l_mel.item():.3f}"
                  f" adv {l_adv.item():.3f} {el / 60:.1f} min, eta {el / step * (steps - step) / 60:.1f} min")
         if stop_after is not None and step >= stop_after:
             _log(f"[{family}] stopping after step {step} as asked (--stop-after)")
@@ -146,8 +159,8 @@ def train(family: str, out_dir: Path, seed: int = 1, steps: int | None = None, m
         "train_seconds": round(train_s, 1), "train_minutes": round(train_s / 60, 2),
         "train_recordings": len(data), "train_minutes_of_audio": round(sum(len(x) for _, x in data) / SR / 60, 2),
         "train_speakers": sorted({s for s, _ in data}),
-        "stft_loss_first": float(np.mean(history[:win])), "stft_loss_last": float(np.mean(history[-win:])),
-        "stft_loss_window_steps": win,
+        "loss": loss_name(family), "loss_first": float(np.mean(history[:win])),
+        "loss_last": float(np.mean(history[-win:])), "loss_window_steps": win,
         "torch": torch.__version__,
     }
     model.eval()

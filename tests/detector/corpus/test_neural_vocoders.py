@@ -17,7 +17,8 @@ from detector.corpus import build as buildmod  # noqa: E402
 from detector.corpus.neural_vocoders import FAMILIES, TRAIN_COMMAND, synth, weights_problem  # noqa: E402
 from detector.corpus.neural_vocoders.train import train  # noqa: E402
 
-TINY = {"hifigan": {"ch": 32}, "nsf": {"ch": 8, "dilations": (1, 2, 4), "blocks": 1}}
+TINY = {"hifigan": {"ch": 32}, "nsf": {"ch": 8, "dilations": (1, 2, 4), "blocks": 1}, "mbmelgan": {"ch": 32},
+        "wavernn": {"hidden": 32, "cond": 8, "fold": 400, "overlap": 40}}
 
 
 def _voiced(seconds: float, f0: float, seed: int) -> np.ndarray:
@@ -36,10 +37,12 @@ DATA = [("spk_a", _voiced(2.0, 120.0, 1)), ("spk_b", _voiced(2.0, 210.0, 2))]
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_tiny_vocoder_loss_decreases(family, tmp_path):
-    rec = train(family, tmp_path, seed=3, steps=40, data=DATA, seg=1600, batch=4, config=TINY[family],
+    # the autoregressive family starts from a uniform 256-way guess and learns it more slowly per step
+    steps, seg = (80, 800) if family == "wavernn" else (40, 1600)
+    rec = train(family, tmp_path, seed=3, steps=steps, data=DATA, seg=seg, batch=4, config=TINY[family],
                 quality=False, log_every=1000)
-    assert rec["steps_done"] == 40
-    assert rec["stft_loss_last"] < rec["stft_loss_first"] * 0.95, rec
+    assert rec["steps_done"] == steps
+    assert rec["loss_last"] < rec["loss_first"] * 0.95, rec
     assert (tmp_path / f"{family}.pt").is_file() and (tmp_path / f"{family}.json").is_file()
 
 
