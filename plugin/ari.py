@@ -33,6 +33,10 @@ class AriError(RuntimeError):
         self.status = status
 
 
+# What one ARI REST request can raise when Asterisk answers badly or the connection is gone
+REQUEST_FAILURES: tuple[type[BaseException], ...] = (AriError, aiohttp.ClientError, OSError, TimeoutError)
+
+
 class AriClient:
     def __init__(self, url: str, username: str, password: str, app: str, *,
                  timeout: float = 10.0, max_backoff: float = 2.0, connect_timeout: float = 4.0,

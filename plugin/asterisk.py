@@ -28,7 +28,7 @@ from typing import Any
 
 import aiohttp
 
-from plugin.ari import AriClient, AriError, Event
+from plugin.ari import REQUEST_FAILURES, AriClient, AriError, Event
 from plugin.telephony import AdapterTasks, Addr, Call, CallEvents, CallInfo, Leg
 
 log = logging.getLogger(__name__)
@@ -423,7 +423,7 @@ class AsteriskAdapter(AdapterTasks):
                      *(f"/channels/{w}" for w in res.whispers), f"/bridges/{res.bridge}"):
             try:
                 await self.ari.delete(path)
-            except (AriError, OSError) as exc:
+            except REQUEST_FAILURES as exc:
                 log.warning("cleanup of %s failed: %s", path, exc)
 
     async def annotate(self, leg: Leg, variables: dict[str, str]) -> None:
@@ -492,6 +492,16 @@ class AsteriskAdapter(AdapterTasks):
                 await self.events.call_ended(call, reason)
             except Exception:
                 log.exception("call_ended handler failed for %s", call.call_id)
+        try:
+            await self._release(call, hang_up)
+        finally:  # whatever ARI did meanwhile (e.g. the websocket dropped), the call leaves the books
+            self.calls.pop(call.call_id, None)
+            for cid in (call.caller_channel, call.callee_channel):
+                if cid:
+                    self.by_channel.pop(cid, None)
+
+    async def _release(self, call: Call, hang_up: bool) -> None:
+        """Delete the call's taps (and, for bridge calls, its channels and bridge) in Asterisk."""
         prefix = f"{call.call_id}:"
         for key in [k for k in self.taps if k.startswith(prefix)]:
             res = self.taps.pop(key)
@@ -500,26 +510,22 @@ class AsteriskAdapter(AdapterTasks):
             if hang_up:
                 for cid in (call.caller_channel, call.callee_channel):
                     if cid:
-                        with contextlib.suppress(AriError, OSError):
+                        with contextlib.suppress(*REQUEST_FAILURES):
                             await self.ari.delete(f"/channels/{cid}")
-            with contextlib.suppress(AriError, OSError):
+            with contextlib.suppress(*REQUEST_FAILURES):
                 await self.ari.delete(f"/bridges/{CALL_PREFIX}{_safe(call.call_id)}")
         else:
-            await self.ari.unsubscribe(f"channel:{call.caller_channel}")
+            with contextlib.suppress(*REQUEST_FAILURES):
+                await self.ari.unsubscribe(f"channel:{call.caller_channel}")
             if call.globals_set:
                 self._spawn(self._unset_globals(call.caller_channel))
-        self.calls.pop(call.call_id, None)
-        for cid in (call.caller_channel, call.callee_channel):
-            if cid:
-                self.by_channel.pop(cid, None)
-
 
     async def _unset_globals(self, channel_id: str, delay: float = 10.0) -> None:
         """Forget a Dial() call's DEEPFAKE_*_<id> globals once its hang-up handler had time to copy them."""
         await asyncio.sleep(delay)
         uid = global_suffix(channel_id)
         for name in ("DEEPFAKE_SCORE", "DEEPFAKE_VERDICT", "DEEPFAKE_CALLEE_SCORE", "DEEPFAKE_CALLEE_VERDICT"):
-            with contextlib.suppress(AriError, OSError):
+            with contextlib.suppress(*REQUEST_FAILURES):
                 await self.ari.post("/asterisk/variable", variable=f"{name}_{uid}", value="")
 
 
