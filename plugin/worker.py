@@ -11,7 +11,11 @@ Run any number of ``callguard worker --config FILE`` processes, on any machines 
 * before each read, and at least every ``claim_idle_ms / 2``, ``XAUTOCLAIM`` takes over a chunk that has
   been pending with another consumer for ``claim_idle_ms`` (that worker died or hung). A chunk delivered
   more than ``MAX_DELIVERIES`` times (it killed every worker that tried it) is answered as skipped, not
-  scored again.
+  scored again;
+* a consumer with nothing pending that has not read for ``REAP_IDLE_MS`` (a worker that died after its
+  chunks were claimed) is removed from the group and from ``<stream>:workers`` by the next live worker
+  (``reap``, at most once a minute), and a worker that stops cleanly removes itself, so the group does not
+  fill up with dead consumers as workers come and go.
 
 A chunk can thus be scored twice (its first worker was only slow); the plugin keeps the first result and
 ignores the second (``plugin.scoring.RemoteScoringService``). Workers announce the detector they serve
@@ -59,6 +63,8 @@ log = logging.getLogger(__name__)
 MAX_DELIVERIES = 2  # the first delivery and one claim after its worker died
 RESULTS_MAXLEN = 10_000
 RESULTS_TTL_S = 3600  # results streams of plugins that went away expire
+REAP_IDLE_MS = 600_000  # a consumer idle this long with nothing pending is a dead worker
+REAP_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,8 @@ class ChunkWorker:
 
     def __init__(self, redis: Any, detector: Any, *, stream: str, group: str, consumer: str | None = None,
                  claim_idle_ms: int = 5000, block_ms: int = 1000, max_deliveries: int = MAX_DELIVERIES,
-                 requested: str | None = None, reload: HotReload | None = None) -> None:
+                 requested: str | None = None, reload: HotReload | None = None,
+                 reap_idle_ms: int | None = None) -> None:
         self.redis, self.detector = redis, detector
         self._stamp = self._detector_field(detector)
         self.reload = reload
@@ -133,6 +140,10 @@ class ChunkWorker:
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.claim_idle_ms, self.block_ms, self.max_deliveries = claim_idle_ms, block_ms, max_deliveries
         self._last_claim = float("-inf")
+        # never below the claim time: a consumer is only forgotten well after its chunks could be claimed
+        self.reap_idle_ms = max(reap_idle_ms or REAP_IDLE_MS, 2 * claim_idle_ms)
+        self._last_reap = float("-inf")
+        self.reaped = 0
         self.scored = 0
         self.errors = 0
         self.claimed = 0
@@ -216,6 +227,9 @@ class ChunkWorker:
         """Claim a dead worker's chunk if one is due, else read and score the next chunk. Returns the number
         of chunks answered."""
         now = time.monotonic()
+        if now - self._last_reap >= REAP_EVERY_S:
+            self._last_reap = now
+            await self.reap()
         if now - self._last_claim >= min(1.0, self.claim_idle_ms / 2000):
             self._last_claim = now
             done = await self.claim()
@@ -229,6 +243,32 @@ class ChunkWorker:
                 await self.handle(entry_id, fields, deliveries=1)
                 done += 1
         return done
+
+    async def reap(self) -> list[str]:
+        """Remove other consumers that hold no pending chunk and have been idle ``reap_idle_ms``."""
+        gone = []
+        for c in await self.redis.xinfo_consumers(self.stream, self.group):
+            name = _s(c["name"])
+            if name != self.consumer and int(c["pending"]) == 0 and int(c["idle"]) >= self.reap_idle_ms:
+                await self.redis.xgroup_delconsumer(self.stream, self.group, name)
+                await self.redis.hdel(workers_key(self.stream), name)
+                gone.append(name)
+        if gone:
+            self.reaped += len(gone)
+            metrics.inc("worker_consumers_reaped", len(gone))
+            log.info("worker %s: removed %d dead consumer(s) from group %r: %s", self.consumer, len(gone),
+                     self.group, ", ".join(gone))
+        return gone
+
+    async def leave(self) -> bool:
+        """On a clean stop: leave the group and ``<stream>:workers`` unless a chunk is still pending here."""
+        mine = [c for c in await self.redis.xinfo_consumers(self.stream, self.group)
+                if _s(c["name"]) == self.consumer]
+        if mine and int(mine[0]["pending"]):
+            return False  # another worker claims it; the reaper removes this consumer afterwards
+        await self.redis.xgroup_delconsumer(self.stream, self.group, self.consumer)
+        await self.redis.hdel(workers_key(self.stream), self.consumer)
+        return True
 
     async def claim(self) -> int:
         """XAUTOCLAIM one chunk pending longer than ``claim_idle_ms`` with another (dead) consumer."""
@@ -320,8 +360,15 @@ class ChunkWorker:
                     await self.setup()  # a restarted Redis without persistence lost the group
                 except Exception:
                     pass
-        log.info("worker %s stopping: %d scored, %d errors, %d claimed from dead workers, %d skipped",
-                 self.consumer, self.scored, self.errors, self.claimed, self.skipped)
+        try:
+            left = await self.leave()
+        except Exception as exc:  # Redis gone at shutdown: the next live worker's reaper removes us
+            left = False
+            log.warning("worker %s: could not leave group %r: %s: %s", self.consumer, self.group,
+                        exc.__class__.__name__, exc)
+        log.info("worker %s stopping: %d scored, %d errors, %d claimed from dead workers, %d skipped%s",
+                 self.consumer, self.scored, self.errors, self.claimed, self.skipped,
+                 "; left the group" if left else "")
 
 
 async def run_worker(cfg: WorkerConfig, stop: asyncio.Event | None = None, consumer: str | None = None) -> None:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -235,6 +236,50 @@ def test_a_chunk_delivered_too_often_is_answered_skipped_without_scoring(private
     fields = res[0][1]
     assert fields[b"skipped"] == b"1" and fields[b"score"] == b"" and b"skipped" in fields[b"error"]
     assert left == 0
+
+
+def test_dead_consumers_with_nothing_pending_are_removed_and_a_stopping_worker_leaves_the_group(private_redis):
+    class Fixed:
+        name, version = "fake", "t"
+        thresholds = SimpleNamespace(warn=0.6, hangup=0.9, eer=0.5)
+
+        def score(self, chunks):
+            return [0.5 for _ in chunks]
+
+    async def consumers(r) -> dict[str, int]:
+        return {c["name"].decode(): int(c["pending"]) for c in await r.xinfo_consumers("t:chunks", "g")}
+
+    async def main():
+        r = make_redis(private_redis.redis_url, private_redis.redis_password, decode_responses=False)
+        await r.xgroup_create("t:chunks", "g", id="0", mkstream=True)
+        # "dead": joined and went away with nothing pending; "stuck": went away holding a chunk
+        await r.xgroup_createconsumer("t:chunks", "g", "dead")
+        await r.xadd("t:chunks", {"id": "p/1", "reply": "t:res", "pcm16": encode_pcm16(chunk(0).audio)})
+        await r.xreadgroup("g", "stuck", {"t:chunks": ">"}, count=1)
+        for name in ("dead", "stuck"):
+            await r.hset("t:chunks:workers", name, "0")
+        w = ChunkWorker(r, Fixed(), stream="t:chunks", group="g", consumer="live", claim_idle_ms=100,
+                        reap_idle_ms=200, block_ms=50)
+        await w.setup()
+        await asyncio.sleep(0.3)
+        reaped = await w.reap()
+        after_reap = await consumers(r)
+        stop = asyncio.Event()
+        serving = asyncio.create_task(w._serve(stop))
+        await _wait(lambda: w.claimed == 1)  # the stuck consumer's chunk is claimed and answered
+        await asyncio.sleep(0.3)
+        reaped += await w.reap()              # now "stuck" holds nothing and is reaped too
+        stop.set()
+        await serving
+        left = await consumers(r)
+        hash_left = await r.hkeys("t:chunks:workers")
+        await r.aclose()
+        return reaped, after_reap, left, hash_left, w.reaped
+
+    reaped, after_reap, left, hash_left, n = asyncio.run(main())
+    assert reaped == ["dead", "stuck"] and n == 2
+    assert after_reap == {"stuck": 1}  # a consumer holding a chunk is never removed
+    assert left == {} and hash_left == []        # the live worker left on its clean stop
 
 
 def test_detector_mode_keys_are_validated():
