@@ -11,6 +11,7 @@ import asyncio
 import logging
 import statistics
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,8 @@ from plugin.telephony import Addr, Call, Leg, TelephonyAdapter
 log = logging.getLogger(__name__)
 
 
+CHUNK_TIMINGS_KEPT = 600  # 20 minutes of speech per leg
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
@@ -41,7 +44,9 @@ class LegState:
     addr: Addr | None = None
     tap_setup_s: float | None = None
     tapped_at: float | None = None
-    chunk_timings: list[dict[str, Any]] = field(default_factory=list)
+    # the latest CHUNK_TIMINGS_KEPT chunks' timings (about 0.4 KB each): a long call's summary stays small
+    chunk_timings: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=CHUNK_TIMINGS_KEPT))
+    timings_seen: int = 0
     verdict_history: list[dict[str, Any]] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     shed_before: int = 0
@@ -201,6 +206,7 @@ class Guard:
         verdict = state.evidence.verdict or "bonafide"
         timings = {"queued_s": round(result.queued_s, 4), "scoring_s": round(result.scoring_s, 4),
                    "chunk_end_to_score_s": round(now - float(result.job.meta or now), 4)}
+        state.timings_seen += 1
         state.chunk_timings.append({"chunk_index": chunk.index, "start_s": chunk.start_s, "end_s": chunk.end_s,
                                     "score": result.score, **timings})
         evidence = state.evidence.evidence
@@ -245,7 +251,8 @@ class Guard:
             "max_score": max(state.scores) if state.scores else None,
             "mean_score": round(statistics.fmean(state.scores), 6) if state.scores else None,
             "final_verdict": state.evidence.verdict or "bonafide",
-            "verdict_history": state.verdict_history, "chunk_timings": state.chunk_timings,
+            "verdict_history": state.verdict_history, "chunk_timings": list(state.chunk_timings),
+            "chunk_timings_omitted": state.timings_seen - len(state.chunk_timings),
             "tap_setup_s": None if state.tap_setup_s is None else round(state.tap_setup_s, 4),
             "first_packet_s": None if first_packet is None else round(first_packet, 4),
             "speech_onset_to_first_verdict_s": (round(state.first_verdict_at - st.speech_onset_at, 4)
