@@ -6,7 +6,8 @@ Which calls: the dialplan marks a guarded channel with a variable (``callguard``
 - ``callguard=bridge``: the call is guarded from ``CHANNEL_BRIDGE`` on; both legs are known then
   (the A leg is the caller, ``Other-Leg-Unique-ID`` the callee), so a policy may guard either or both;
 - ``callguard=answer``: guarded from ``CHANNEL_ANSWER`` of the inbound leg (calls answered by an IVR or a
-  queue before any bridge); only the caller's leg can be tapped until a bridge names the other party.
+  queue before any bridge); only the caller's leg can be tapped until a bridge names the other party,
+  whose leg is then tapped too when the call's policy guards the callee.
 
 How a leg is tapped: FreeSWITCH's ``unicast`` call-command sends audio *only from the park loop*
 (``switch_ivr_park``), so it cannot stream a bridged channel directly. Each tap is therefore a loopback
@@ -197,6 +198,9 @@ class FreeSwitchAdapter(AdapterTasks):
                 if other and call.callee_channel is None:
                     call.callee_channel = other
                     self.by_channel[other] = call
+                    joined = getattr(self.events, "party_joined", None)
+                    if joined is not None:  # an answered call reaches its callee: tap it if the policy says so
+                        self._spawn(joined(call))
                 return
             if mark in ("bridge", "true", "yes", "1") and other:
                 call = self._new_call(ev, mode="bridge", callee=other)

@@ -95,6 +95,19 @@ class Guard:
                  extra=call_context(call.call_id))
         await asyncio.gather(*(self._tap_leg(call, leg, policy) for leg in legs))
 
+    async def party_joined(self, call: Call) -> None:
+        """A party joined a call guarded already (an answered call bridged to its callee): tap the legs its
+        policy guards that are not tapped yet."""
+        if call.ended:
+            return
+        policy = self.config.policy_for(call.info.context, call.info.endpoint, call.info.caller_id,
+                                        call.info.exten)
+        new = [lg for lg in self.adapter.legs_of(call, policy.legs) if lg.leg not in call.legs]
+        if new:
+            log.info("call %s: %s joined; policy %s guards it too", call.call_id,
+                     ", ".join(lg.leg for lg in new), policy.name, extra=call_context(call.call_id))
+        await asyncio.gather(*(self._tap_leg(call, leg, policy) for leg in new))
+
     async def _tap_leg(self, call: Call, leg: Leg, policy: Policy) -> None:
         det = self.detector
         state = LegState(

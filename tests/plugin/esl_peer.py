@@ -309,13 +309,18 @@ class EslPeer:
         a.answered = True
         await self.fire(self._event("CHANNEL_ANSWER", a))
         if bridge:
-            await self.fire(self._event("CHANNEL_CREATE", b))
-            b.answered = True
-            await self.fire(self._event("CHANNEL_ANSWER", b))
-            a.partner, b.partner = b.uuid, a.uuid
-            await self.fire(self._event("CHANNEL_BRIDGE", a, {"Bridge-A-Unique-ID": a.uuid,
-                                                               "Bridge-B-Unique-ID": b.uuid}))
+            await self.bridge(a.uuid, b.uuid)
         return a.uuid, b.uuid
+
+    async def bridge(self, a_uuid: str, b_uuid: str) -> None:
+        """The callee ``b_uuid`` is created, answers and is bridged to ``a_uuid`` (also later, after an IVR)."""
+        a, b = self.channels[a_uuid], self.channels[b_uuid]
+        await self.fire(self._event("CHANNEL_CREATE", b))
+        b.answered = True
+        await self.fire(self._event("CHANNEL_ANSWER", b))
+        a.partner, b.partner = b.uuid, a.uuid
+        await self.fire(self._event("CHANNEL_BRIDGE", a, {"Bridge-A-Unique-ID": a.uuid,
+                                                           "Bridge-B-Unique-ID": b.uuid}))
 
     async def hangup(self, uid: str, cause: str = "NORMAL_CLEARING") -> bool:
         ch = self.channels.pop(uid, None)

@@ -183,6 +183,30 @@ def test_answer_mode_guards_the_caller_alone_and_a_bonafide_call_is_only_annotat
     assert s["summary"]["ended_by"] == "caller NORMAL_CLEARING"
 
 
+def test_an_answered_call_bridged_later_has_its_callee_tapped_too_when_the_policy_guards_it(tmp_path,
+                                                                                          private_redis):
+    bonafide, spoof = speech("bonafide", 4, 0.05), speech("spoof", 4, 0.5)
+
+    async def scenario(peer: EslPeer, service: Service) -> dict[str, Any]:
+        a, b = await peer.place_call(bonafide, spoof, variables={"callguard": "answer"}, dest="4000",
+                                     bridge=False)
+        await until(lambda: any(c.startswith(f"uuid_setvar_multi {a}") for c in peer.api_log), what="caller scored")
+        await peer.bridge(a, b)  # the IVR hands the call to an agent
+        await until(lambda: any(c.startswith(f"uuid_kill {b}") for c in peer.api_log), what="callee hung up")
+        await until(lambda: len(summaries(tmp_path)) == 2, what="both legs' summaries")
+        return {"a": a, "b": b, "api": list(peer.api_log)}
+
+    r = run_service(tmp_path, private_redis, scenario)
+    a, b, api = r["a"], r["b"], r["api"]
+    originates = [c for c in api if c.startswith("originate ")]
+    assert len(originates) == 2
+    assert originates[0].endswith(f"&eavesdrop({a})") and originates[1].endswith(f"&eavesdrop({b})")
+    assert f"uuid_setvar_multi {b} DEEPFAKE_SCORE=0.9500;DEEPFAKE_VERDICT=spoof;deepfake_score=0.9500" in api
+    assert not any(c.startswith(f"uuid_kill {a}") for c in api)
+    by_leg = {s["leg"]: s for s in summaries(tmp_path)}
+    assert by_leg["caller"]["verdict"] == "bonafide" and by_leg["callee"]["verdict"] == "spoof"
+
+
 def test_a_call_that_ends_while_the_event_socket_is_down_is_ended_at_resync(tmp_path, private_redis):
     audio = speech("bonafide", 2, 0.05)
 
