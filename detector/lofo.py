@@ -48,17 +48,21 @@ def speaker_folds(rows: list[dict], n_folds: int) -> list[list[str]]:
 
 def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speaker_folds: int = 4,
              params: dict | None = None, splits: tuple[str, ...] = ("train", "dev", "eval"),
-             feature_mask: np.ndarray | None = None) -> dict:
+             feature_mask: np.ndarray | None = None, augment: str | None = None) -> dict:
     """Run the protocol. ``splits=("train", "dev")`` keeps the eval split out, for model-selection
-    experiments; the shipped report uses all splits. ``feature_mask`` selects feature columns."""
+    experiments; the shipped report uses all splits. ``feature_mask`` selects feature columns.
+    ``augment`` ("rawboost"): each fold's model also trains on a perturbed copy of its training chunks
+    (``featcache.corpus_features(augment=...)``); held-out and calibration rows stay clean."""
     import lightgbm as lgb
 
     from detector.corpus.manifest import load_manifest
 
     rows = [r for r in load_manifest(corpus_dir) if r["split"] in splits]
     x = corpus_features(corpus_dir, rows)
+    x_aug = corpus_features(corpus_dir, rows, augment=augment) if augment else None
     if feature_mask is not None:
         x = x[:, feature_mask]
+        x_aug = None if x_aug is None else x_aug[:, feature_mask]
     y = np.array([r["label"] != "bonafide" for r in rows], dtype=np.int32)
     family = np.array([r["generator"] if r["label"] != "bonafide" else "" for r in rows])
     speaker = np.array([speaker_group(r) for r in rows])
@@ -80,7 +84,10 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
         if not (y[fit] == 0).any() or not test_bona.any():
             continue
         sub = [rows[i] for i in np.flatnonzero(fit)]
-        booster = lgb.train(p, lgb.Dataset(x[fit], y[fit], weight=balanced_weights(sub)), num_boost_round=rounds)
+        x_fit, y_fit, w_fit = x[fit], y[fit], balanced_weights(sub)
+        if x_aug is not None:
+            x_fit, y_fit, w_fit = np.concatenate([x_fit, x_aug[fit]]), np.tile(y_fit, 2), np.tile(w_fit, 2)
+        booster = lgb.train(p, lgb.Dataset(x_fit, y_fit, weight=w_fit), num_boost_round=rounds)
         test = test_bona | test_spoof
         scores = booster.predict(x[test])
         e = eer(y[test], scores)[0]

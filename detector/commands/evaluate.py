@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--drop-group", action="append", default=[], metavar="GROUP",
                    help="lofo without a feature group (bispec, lfcc, cqcc, ...); repeatable, for ablations")
     p.add_argument("--rounds", type=int, default=400, help="lofo: boosting rounds per fold")
+    p.add_argument("--augment", choices=("rawboost",), default=None,
+                   help="lofo: each fold also trains on a RawBoost-perturbed copy of its training chunks "
+                        "(tests stay clean)")
     p.set_defaults(func=run)
 
 
@@ -36,9 +39,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"callguard eval: {exc}")
             return 2
         splits = ("train", "dev") if args.model_selection else ("train", "dev", "eval")
-        default_out = Path("models/reports/lofo") if not (args.model_selection or mask is not None) else None
+        variant = args.model_selection or mask is not None or args.augment is not None
+        default_out = None if variant else Path("models/reports/lofo")
         summary = run_lofo(args.corpus, args.out or default_out, rounds=args.rounds, splits=splits,
-                           feature_mask=mask)
+                           feature_mask=mask, augment=args.augment)
         print(json.dumps({k: summary[k] for k in ("worst_eer", "mean_eer", "worst_eer_recording",
                                                   "mean_eer_recording")}))
         return 0

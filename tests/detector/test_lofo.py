@@ -30,3 +30,27 @@ def test_feature_mask_without_drops_exactly_the_named_groups():
     assert mask[~np.isin(groups, ["bispec", "lpc"])].all()
     with pytest.raises(ValueError, match="unknown feature group"):
         feature_mask_without(["nosuchgroup"])
+
+
+def test_rawboost_copies_are_cached_reproducible_and_differ_from_the_clean_features(tiny_corpus, tmp_path):
+    import shutil
+
+    from detector.featcache import corpus_features
+
+    rows = load_manifest(tiny_corpus)[:12]
+    clean = corpus_features(tiny_corpus, rows)
+    aug = corpus_features(tiny_corpus, rows, augment="rawboost")
+    assert aug.shape == clean.shape and not np.allclose(aug, clean)
+    cached = sorted(p.name for p in (tiny_corpus / "features").glob("*rawboost*.npy"))
+    assert len(cached) == 1
+    shutil.rmtree(tiny_corpus / "features")  # recomputed from scratch: the same perturbations
+    np.testing.assert_array_equal(corpus_features(tiny_corpus, rows, augment="rawboost"), aug)
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        corpus_features(tiny_corpus, rows, augment="nosuch")
+
+
+def test_lofo_with_rawboost_copies_reports_every_family(tiny_corpus):
+    summary = run_lofo(tiny_corpus, None, rounds=20, n_speaker_folds=3, augment="rawboost")
+    families = {r["generator"] for r in load_manifest(tiny_corpus) if r["label"] == "spoof"}
+    assert {f["family"] for f in summary["families"]} == families
+    assert 0.0 <= summary["mean_eer"] <= summary["worst_eer"] <= 1.0
