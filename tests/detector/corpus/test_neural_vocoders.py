@@ -122,3 +122,26 @@ def test_small_build_has_neural_vocoder_spoofs_of_same_split_speakers(small_corp
         assert {r["attack_type"] for r in mine} == {"neural"}
         human = {r["speaker"] for r in rows if r["split"] == FAMILY_SPLIT[fam] and r["label"] == "bonafide"}
         assert {r["speaker"] for r in mine} <= human
+
+
+def test_mbmelgan_pqmf_synthesis_bank_splits_the_band_into_four_power_complementary_bands():
+    from detector.corpus.neural_vocoders.models import pqmf_synthesis_filters
+
+    g = pqmf_synthesis_filters(bands=4)
+    power = np.abs(np.fft.rfft(g, 1024, axis=1)) ** 2       # [4, 513], 0..4 kHz at 8 kHz
+    total = power[:, 20:-20].sum(axis=0)
+    assert 10 * np.log10(total.max() / total.min()) < 0.1   # flat sum: no band edge is lost or doubled
+    centres = [(k + 0.5) * 512 / 4 for k in range(4)]       # each filter passes its own quarter
+    for k, c in enumerate(centres):
+        assert np.argmax(power[:, int(c)]) == k
+
+
+def test_wavernn_folded_sampling_returns_one_bounded_sample_per_input_sample():
+    from detector.corpus.neural_vocoders.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("wavernn", {"hidden": 16, "cond": 4, "fold": 200, "overlap": 40}).eval()
+    with torch.no_grad():
+        for frames in (3, 7, 25):  # shorter than one fold, several folds, several folds with a ragged end
+            y = model(torch.zeros(1, 40, frames), None, torch.Generator().manual_seed(1))
+            assert y.shape == (1, frames * 80) and torch.isfinite(y).all() and float(y.abs().max()) <= 1.0
