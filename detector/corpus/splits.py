@@ -48,10 +48,13 @@ SAME_SPLIT: list[tuple[str, ...]] = [
 FAMILY_SPLIT = {
     "espeak": "train", "festival": "train", "flite": "train", "piper": "train", "world": "train", "lpc": "train",
     "replay_rooms_a": "train", "hifigan": "train", "mbmelgan": "train",
+    # corpus v6: a parametric speech codec and a phase-vocoder voice changer, both train-only so that the dev
+    # and eval splits stay exactly those of v5
+    "codec2": "train", "rubberband": "train",
     "pico": "dev", "griffinlim": "dev", "replay_rooms_b": "dev", "wavernn": "dev",
     "mbrola": "eval", "mlsa": "eval", "replay_rooms_c": "eval", "nsf": "eval",
 }
-RESYNTHESIS = {"world", "lpc", "griffinlim", "mlsa"}
+RESYNTHESIS = {"world", "lpc", "griffinlim", "mlsa", "codec2", "rubberband"}
 
 
 def group_splits(groups: list[str]) -> dict[str, str]:

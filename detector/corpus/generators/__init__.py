@@ -14,7 +14,7 @@ import importlib
 from types import ModuleType
 
 MODULES = ["espeak", "mbrola", "festival", "flite", "pico", "piper", "world", "lpc", "griffinlim", "mlsa",
-           "replay", "hifigan", "nsf", "mbmelgan", "wavernn"]
+           "replay", "hifigan", "nsf", "mbmelgan", "wavernn", "codec2", "rubberband"]
 
 
 def load_all() -> dict[str, ModuleType]:

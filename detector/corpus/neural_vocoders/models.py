@@ -26,26 +26,35 @@ class ResBlock(nn.Module):
         return x
 
 
+def upsampling_stack(ch: int, ups, dilations) -> tuple[nn.ModuleList, nn.ModuleList, int]:
+    """Transposed-conv upsamplers (x u each, channels halved) and a residual block after each; returns
+    them with the output channels. The GAN vocoders share it (their state_dict keys ``ups.*``/``res.*``)."""
+    up_layers, res_blocks, c = nn.ModuleList(), nn.ModuleList(), ch
+    for u in ups:
+        up_layers.append(nn.ConvTranspose1d(c, c // 2, 2 * u, stride=u, padding=u // 2 + u % 2,
+                                            output_padding=u % 2))
+        c //= 2
+        res_blocks.append(ResBlock(c, dilations))
+    return up_layers, res_blocks, c
+
+
+def upsample(x: torch.Tensor, ups: nn.ModuleList, res: nn.ModuleList) -> torch.Tensor:
+    for up, block in zip(ups, res, strict=True):
+        x = block(up(F.leaky_relu(x, 0.1)))
+    return x
+
+
 class GanVocoder(nn.Module):
     """log-mel [B, n_mels, F] -> waveform [B, F*HOP]; upsampling 5*4*4 = 80 = HOP."""
 
     def __init__(self, n_mels: int = N_MELS, ch: int = 128, ups=(5, 4, 4)) -> None:
         super().__init__()
         self.pre = nn.Conv1d(n_mels, ch, 7, padding=3)
-        self.ups = nn.ModuleList()
-        self.res = nn.ModuleList()
-        c = ch
-        for u in ups:
-            self.ups.append(nn.ConvTranspose1d(c, c // 2, 2 * u, stride=u, padding=u // 2 + u % 2,
-                                               output_padding=u % 2))
-            c //= 2
-            self.res.append(ResBlock(c))
+        self.ups, self.res, c = upsampling_stack(ch, ups, (1, 3, 9))
         self.post = nn.Conv1d(c, 1, 7, padding=3)
 
     def forward(self, mel: torch.Tensor, f0: torch.Tensor | None = None, noise_gen=None) -> torch.Tensor:
-        x = self.pre(mel)
-        for up, res in zip(self.ups, self.res, strict=True):
-            x = res(up(F.leaky_relu(x, 0.1)))
+        x = upsample(self.pre(mel), self.ups, self.res)
         return torch.tanh(self.post(F.leaky_relu(x, 0.1))).squeeze(1)
 
 
@@ -123,22 +132,13 @@ class MultiBandGanVocoder(nn.Module):
         assert math.prod(ups) * bands == HOP
         self.bands = bands
         self.pre = nn.Conv1d(n_mels, ch, 7, padding=3)
-        self.ups = nn.ModuleList()
-        self.res = nn.ModuleList()
-        c = ch
-        for u in ups:
-            self.ups.append(nn.ConvTranspose1d(c, c // 2, 2 * u, stride=u, padding=u // 2 + u % 2,
-                                               output_padding=u % 2))
-            c //= 2
-            self.res.append(ResBlock(c, (1, 3, 9, 27)))
+        self.ups, self.res, c = upsampling_stack(ch, ups, (1, 3, 9, 27))
         self.post = nn.Conv1d(c, bands, 7, padding=3)
         self.register_buffer("synth", torch.from_numpy(pqmf_synthesis_filters(bands))[:, None, :] * bands,
                              persistent=False)
 
     def forward(self, mel: torch.Tensor, f0: torch.Tensor | None = None, noise_gen=None) -> torch.Tensor:
-        x = self.pre(mel)
-        for up, res in zip(self.ups, self.res, strict=True):
-            x = res(up(F.leaky_relu(x, 0.1)))
+        x = upsample(self.pre(mel), self.ups, self.res)
         sub = torch.tanh(self.post(F.leaky_relu(x, 0.1)))            # [B, bands, F*HOP/bands]
         y = F.conv_transpose1d(sub, self.synth, stride=self.bands)    # [B, 1, F*HOP + taps + 1 - bands]
         d = (self.synth.shape[-1] - 1) // 2
