@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--augment", choices=("rawboost",), default=None,
                    help="lofo: each fold also trains on a RawBoost-perturbed copy of its training chunks "
                         "(tests stay clean)")
+    p.add_argument("--exclude-family", action="append", default=[], metavar="FAMILY",
+                   help="lofo: keep this generator family out of every fold's training and out of the held-out "
+                        "folds; repeatable, to measure what a family adds")
     p.set_defaults(func=run)
 
 
@@ -39,10 +42,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"callguard eval: {exc}")
             return 2
         splits = ("train", "dev") if args.model_selection else ("train", "dev", "eval")
-        variant = args.model_selection or mask is not None or args.augment is not None
+        variant = args.model_selection or mask is not None or args.augment is not None or args.exclude_family
         default_out = None if variant else Path("models/reports/lofo")
-        summary = run_lofo(args.corpus, args.out or default_out, rounds=args.rounds, splits=splits,
-                           feature_mask=mask, augment=args.augment)
+        try:
+            summary = run_lofo(args.corpus, args.out or default_out, rounds=args.rounds, splits=splits,
+                               feature_mask=mask, augment=args.augment,
+                               exclude_families=tuple(args.exclude_family))
+        except ValueError as exc:
+            print(f"callguard eval: {exc}")
+            return 2
         print(json.dumps({k: summary[k] for k in ("worst_eer", "mean_eer", "worst_eer_recording",
                                                   "mean_eer_recording")}))
         return 0
