@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -49,13 +50,16 @@ def speaker_folds(rows: list[dict], n_folds: int) -> list[list[str]]:
 def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speaker_folds: int = 4,
              params: dict | None = None, splits: tuple[str, ...] = ("train", "dev", "eval"),
              feature_mask: np.ndarray | None = None, augment: str | None = None,
-             exclude_families: tuple[str, ...] = ()) -> dict:
+             exclude_families: tuple[str, ...] = (),
+             extra_features: Callable[[Path, list[dict]], np.ndarray] | None = None) -> dict:
     """Run the protocol. ``splits=("train", "dev")`` keeps the eval split out, for model-selection
     experiments; the shipped report uses all splits. ``feature_mask`` selects feature columns.
     ``augment`` ("rawboost"): each fold's model also trains on a perturbed copy of its training chunks
     (``featcache.corpus_features(augment=...)``); held-out and calibration rows stay clean.
     ``exclude_families``: those families' spoofs never train any fold and are not held out; every other
-    family keeps the speaker fold it has without the option, so the two runs compare family by family."""
+    family keeps the speaker fold it has without the option, so the two runs compare family by family.
+    ``extra_features(corpus_dir, rows)``: more columns per row (e.g. an experiment's learnt embedding),
+    appended after the feature mask; not combined with ``augment``."""
     import lightgbm as lgb
 
     from detector.corpus.manifest import load_manifest
@@ -66,6 +70,10 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
     if feature_mask is not None:
         x = x[:, feature_mask]
         x_aug = None if x_aug is None else x_aug[:, feature_mask]
+    if extra_features is not None:
+        if x_aug is not None:
+            raise ValueError("extra_features cannot be combined with augment")
+        x = np.concatenate([x, extra_features(corpus_dir, rows)], axis=1)
     y = np.array([r["label"] != "bonafide" for r in rows], dtype=np.int32)
     family = np.array([r["generator"] if r["label"] != "bonafide" else "" for r in rows])
     speaker = np.array([speaker_group(r) for r in rows])
