@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from detector.features import FEATURE_SCHEMA_VERSION, extract_matrix, feature_names
+from detector.threads import limit_native_threads
 
 
 def _rows_key(rows: list[dict]) -> str:
@@ -76,8 +77,7 @@ def _features_of_rows(corpus_dir: Path, rows: list[dict], workers: int | None = 
     jobs = [(str(corpus_dir), paths[i: i + batch], augment) for i in range(0, len(paths), batch)]
     parts: list[np.ndarray] = []
     t0 = time.time()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=limit_native_threads) as pool:
         for part in pool.map(_features_of_paths, jobs):
             parts.append(part)
             done = sum(len(p) for p in parts)

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from detector.chunking import SpeechChunk
+from detector.threads import limit_native_threads
 from plugin import metrics
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ def _die_with_parent() -> None:
 
 def _init_worker(loader: str, name: str, models_dir: str) -> None:
     global _DETECTOR, _LOAD_ERROR, _INFO
-    os.environ["OMP_NUM_THREADS"] = "1"
+    limit_native_threads()  # numpy is already imported here (this module's own import): env vars alone are late
     _die_with_parent()
     _DETECTOR, _LOAD_ERROR, _INFO = None, None, None
     try:

@@ -67,3 +67,14 @@ def test_excluded_family_never_trains_is_not_held_out_and_leaves_the_other_folds
     assert all(f["held_out_speakers"] == speakers[f["family"]] for f in without["families"])
     with pytest.raises(ValueError, match="unknown generator family"):
         run_lofo(tiny_corpus, None, rounds=5, exclude_families=("nosuch",))
+
+
+def test_extra_feature_columns_reach_every_fold(tiny_corpus):
+    def label_column(corpus_dir, rows):  # a perfect cue: every held-out family must then be separated
+        return np.array([[float(r["label"] != "bonafide")] for r in rows])
+
+    summary = run_lofo(tiny_corpus, None, rounds=5, n_speaker_folds=3, extra_features=label_column,
+                       feature_mask=np.zeros(len(feature_names()), dtype=bool))
+    assert summary["worst_eer"] == 0.0
+    with pytest.raises(ValueError, match="augment"):
+        run_lofo(tiny_corpus, None, rounds=5, augment="rawboost", extra_features=label_column)
