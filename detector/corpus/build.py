@@ -35,6 +35,7 @@ from detector.corpus.neural_vocoders import FAMILIES as VOCODER_FAMILIES
 from detector.corpus.neural_vocoders import TRAIN_COMMAND as VOCODER_TRAIN_COMMAND
 from detector.corpus.sources import Pack, inventory
 from detector.corpus.texts import bank, make_texts
+from detector.threads import limit_native_threads
 
 log = logging.getLogger("callguard.corpus")
 
@@ -320,7 +321,8 @@ def build(out: Path, seed: int = 1, size: str = "full", workers: int = 2, skip: 
     args = [(j, str(out)) for j in order]
     # Jobs always run in forked worker processes, also with one worker, so that a build does not depend
     # on what the parent process did before (native libraries may keep state between calls).
-    pool = get_context("fork").Pool(processes=max(1, workers), maxtasksperchild=200)
+    # One BLAS thread per worker whatever the caller's environment: numpy is already loaded when we fork
+    pool = get_context("fork").Pool(processes=max(1, workers), maxtasksperchild=200, initializer=limit_native_threads)
     results = pool.imap_unordered(_run_job, args, chunksize=1)
     try:
         for _jid, r, err in results:

@@ -73,8 +73,9 @@ def test_extra_feature_columns_reach_every_fold(tiny_corpus):
     def label_column(corpus_dir, rows):  # a perfect cue: every held-out family must then be separated
         return np.array([[float(r["label"] != "bonafide")] for r in rows])
 
-    summary = run_lofo(tiny_corpus, None, rounds=5, n_speaker_folds=3, extra_features=label_column,
-                       feature_mask=np.zeros(len(feature_names()), dtype=bool))
+    summary = run_lofo(tiny_corpus, None, rounds=20, n_speaker_folds=3, extra_features=label_column,
+                       feature_mask=np.zeros(len(feature_names()), dtype=bool),
+                       params={"min_data_in_leaf": 2, "min_data_in_bin": 1})  # a tiny corpus: small folds
     assert summary["worst_eer"] == 0.0
     with pytest.raises(ValueError, match="augment"):
         run_lofo(tiny_corpus, None, rounds=5, augment="rawboost", extra_features=label_column)
