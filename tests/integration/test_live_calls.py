@@ -157,7 +157,9 @@ def test_live_scores_equal_offline_scores_of_the_played_recordings(live):
         assert n >= 2, f"call {label}: {len(timings)} live chunks"
         # the tap starts a little after the caller's RTP does: compare chunk starts up to that constant offset
         offset = timings[0]["start_s"] - chunks[0].start_s
-        close = sum(abs(t["score"] - float(o)) <= 0.05 and abs(t["start_s"] - c.start_s - offset) <= 0.1
+        # 0.1: one lost or repeated 20-ms frame (the tap does that under CPU load) moves the v6 GBM's chunk
+        # score by up to ~0.09 (seen in a full-suite run); a broken decoder or chunker moves it much more
+        close = sum(abs(t["score"] - float(o)) <= 0.1 and abs(t["start_s"] - c.start_s - offset) <= 0.1
                     for t, o, c in zip(timings[:n], offline[:n], chunks[:n], strict=True))
         assert close >= 0.8 * n, (label, [t["score"] for t in timings[:n]], [round(float(o), 3) for o in offline])
 
