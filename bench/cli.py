@@ -82,7 +82,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _one_thread() -> None:
     import os
 
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    from detector.threads import THREAD_VARS
+
+    for var in THREAD_VARS:
         os.environ[var] = "1"  # one core: must be set before numpy/lightgbm load their thread pools
 
 

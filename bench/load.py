@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from detector.threads import THREAD_VARS
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "fixtures" / "corpus" / "chunks"
 PTIME = 0.02
@@ -477,7 +479,7 @@ def run_load(legs: int, seconds: float, detector: str = "gbm", *, workers: int =
 
     ``remote_workers`` > 0: scoring runs in that many ``callguard worker`` processes over Redis Streams
     (``[detector] mode = "redis"``) instead of the local pool."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in THREAD_VARS:
         os.environ.setdefault(var, "1")
     audio = audio or speech_ulaw()
     own_target = bus_target is None

@@ -35,7 +35,7 @@ from detector.corpus.neural_vocoders import FAMILIES as VOCODER_FAMILIES
 from detector.corpus.neural_vocoders import TRAIN_COMMAND as VOCODER_TRAIN_COMMAND
 from detector.corpus.sources import Pack, inventory
 from detector.corpus.texts import bank, make_texts
-from detector.threads import limit_native_threads
+from detector.threads import THREAD_VARS, limit_native_threads
 
 log = logging.getLogger("callguard.corpus")
 
@@ -381,5 +381,5 @@ def skipped_vocoder_families(missing: dict[str, str], skip: tuple[str, ...]) -> 
 
 
 def set_single_thread_env() -> None:
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in THREAD_VARS:
         os.environ.setdefault(var, "1")

@@ -9,6 +9,8 @@ telephone codec (no PBX carries it), so it is no bona fide cue either.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from scipy.signal import resample_poly
 
@@ -34,8 +36,6 @@ def to_8k(x: np.ndarray, sr: int) -> np.ndarray:
 
 
 def transform(x: np.ndarray, sr: int, rng: np.random.Generator, family: str = FAMILY):
-    from pathlib import Path
-
     y8 = to_8k(x, sr)
     peak = float(np.max(np.abs(y8))) if y8.size else 0.0
     pcm = np.clip(np.rint(y8 * (0.5 / peak if peak > 0 else 1.0) * 32767), -32768, 32767).astype("<i2")

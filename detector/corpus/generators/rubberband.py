@@ -10,6 +10,8 @@ change (most voice changers keep the tempo; some speed up or slow down speech to
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import soundfile as sf
 
@@ -35,8 +37,6 @@ def voice(rng: np.random.Generator) -> tuple[list[str], str]:
 
 
 def transform(x: np.ndarray, sr: int, rng: np.random.Generator, family: str = FAMILY):
-    from pathlib import Path
-
     opts, desc = voice(rng)
     with tempdir() as d:
         src, out = Path(d, "in.wav"), Path(d, "out.wav")
