@@ -11,7 +11,7 @@ It is an experiment only: neither the package nor librosa is a project dependenc
 Per 2-s chunk (8 kHz, resampled to 16 kHz, RMS-normalised to -30 dBFS as Resemblyzer does): the
 L2-normalised embedding (256) and the time-mean of the last LSTM layer's outputs (256). The protocol is
 ``detector.lofo.run_lofo`` over train+dev only (eval is never read), with the same folds:
-handcrafted features alone, handcrafted + encoder, encoder alone.
+handcrafted features alone, handcrafted + encoder, encoder alone; ``--late``: the two GBMs fused by score.
 """
 
 from __future__ import annotations
@@ -89,7 +89,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, default=Path("data/corpus_v6"))
     ap.add_argument("--rounds", type=int, default=200)
+    ap.add_argument("--late", action="store_true", help="score-level fusion of two GBMs instead (late_fusion)")
     args = ap.parse_args()
+    if args.late:
+        print(json.dumps(late_fusion(args.corpus, args.rounds), indent=1))
+        return 0
     from detector.features import feature_names
 
     none = np.zeros(len(feature_names()), dtype=bool)
@@ -105,6 +109,47 @@ def main() -> int:
         print(name, json.dumps(results[name]), flush=True)
     print(json.dumps(results, indent=1))
     return 0
+
+
+
+def late_fusion(corpus_dir: Path, rounds: int = 200) -> dict:
+    """Score-level fusion: per fold, one GBM on the handcrafted features and one on the encoder alone, their
+    logits averaged after z-scoring each on the fold's calibration bona fide rows (train+dev only)."""
+    import lightgbm as lgb
+
+    from detector.corpus.manifest import load_manifest
+    from detector.featcache import corpus_features
+    from detector.lofo import speaker_folds
+    from detector.metrics import eer
+    from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, speaker_group
+
+    rows = [r for r in load_manifest(corpus_dir) if r["split"] in ("train", "dev")]
+    views = {"handcrafted": corpus_features(corpus_dir, rows), "encoder": encoder_features(corpus_dir, rows)}
+    y = np.array([r["label"] != "bonafide" for r in rows], dtype=np.int32)
+    family = np.array([r["generator"] if r["label"] != "bonafide" else "" for r in rows])
+    speaker = np.array([speaker_group(r) for r in rows])
+    split = np.array([r["split"] for r in rows])
+    folds = speaker_folds(rows, 4)
+    p = dict(DEFAULT_PARAMS, num_threads=2)
+    p.pop("metric", None)
+    out: dict[str, dict[str, float]] = {"handcrafted": {}, "encoder": {}, "late": {}}
+    for n, fam in enumerate(sorted(set(family) - {""})):
+        held = folds[n % len(folds)]
+        test = ((y == 0) & np.isin(speaker, held)) | (family == fam)
+        train = (family != fam) & ~np.isin(speaker, held)
+        cal_bona = train & (split == "dev") & (y == 0)
+        fit = train & ~(train & (split == "dev"))
+        w = balanced_weights([rows[i] for i in np.flatnonzero(fit)])
+        z = []
+        for name, x in views.items():
+            b = lgb.train(p, lgb.Dataset(x[fit], y[fit], weight=w), num_boost_round=rounds)
+            s, c = b.predict(x[test], raw_score=True), b.predict(x[cal_bona], raw_score=True)
+            out[name][fam] = round(100 * eer(y[test], s)[0], 2)
+            z.append((s - c.mean()) / (c.std() + 1e-9))
+        out["late"][fam] = round(100 * eer(y[test], np.mean(z, axis=0))[0], 2)
+        print(f"late: {fam}: " + ", ".join(f"{k} {v[fam]}" for k, v in out.items()), file=sys.stderr, flush=True)
+    return {k: {"worst": max(v.values()), "mean": round(float(np.mean(list(v.values()))), 2), "families": v}
+            for k, v in out.items()}
 
 
 if __name__ == "__main__":
