@@ -51,7 +51,8 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
              params: dict | None = None, splits: tuple[str, ...] = ("train", "dev", "eval"),
              feature_mask: np.ndarray | None = None, augment: str | None = None,
              exclude_families: tuple[str, ...] = (),
-             extra_features: Callable[[Path, list[dict]], np.ndarray] | None = None) -> dict:
+             extra_features: Callable[[Path, list[dict]], np.ndarray] | None = None,
+             cross_folds: bool = False) -> dict:
     """Run the protocol. ``splits=("train", "dev")`` keeps the eval split out, for model-selection
     experiments; the shipped report uses all splits. ``feature_mask`` selects feature columns.
     ``augment`` ("rawboost"): each fold's model also trains on a perturbed copy of its training chunks
@@ -59,7 +60,10 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
     ``exclude_families``: those families' spoofs never train any fold and are not held out; every other
     family keeps the speaker fold it has without the option, so the two runs compare family by family.
     ``extra_features(corpus_dir, rows)``: more columns per row (e.g. an experiment's learnt embedding),
-    appended after the feature mask; not combined with ``augment``."""
+    appended after the feature mask; not combined with ``augment``.
+    ``cross_folds``: each family is held out against every bona fide speaker fold in turn (n_speaker_folds
+    times the models), and its EER is the mean over those folds. Without it each family meets one fold, so a
+    family's EER also measures how hard that fold's voices are; crossing separates the two effects."""
     import lightgbm as lgb
 
     from detector.corpus.manifest import load_manifest
@@ -90,37 +94,49 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
     for n, fam in enumerate(families):
         if fam in exclude_families:
             continue
-        held_spk = folds[n % len(folds)]
-        test_bona = (y == 0) & np.isin(speaker, held_spk)
-        test_spoof = family == fam
-        # rows of held-out speakers leave training entirely, spoofs made from their voices included
-        # (resynthesis, replay), or the model would have heard those voices
-        train = ~test_spoof & ~excluded & ~np.isin(speaker, held_spk)
-        cal = train & (split == "dev")
-        fit = train & ~cal
-        if not (y[fit] == 0).any() or not test_bona.any():
+        by_fold = []
+        for k in range(len(folds)) if cross_folds else [n % len(folds)]:
+            held_spk = folds[k]
+            test_bona = (y == 0) & np.isin(speaker, held_spk)
+            test_spoof = family == fam
+            # rows of held-out speakers leave training entirely, spoofs made from their voices included
+            # (resynthesis, replay), or the model would have heard those voices
+            train = ~test_spoof & ~excluded & ~np.isin(speaker, held_spk)
+            cal = train & (split == "dev")
+            fit = train & ~cal
+            if not (y[fit] == 0).any() or not test_bona.any():
+                continue
+            sub = [rows[i] for i in np.flatnonzero(fit)]
+            x_fit, y_fit, w_fit = x[fit], y[fit], balanced_weights(sub)
+            if x_aug is not None:
+                x_fit, y_fit, w_fit = np.concatenate([x_fit, x_aug[fit]]), np.tile(y_fit, 2), np.tile(w_fit, 2)
+            booster = lgb.train(p, lgb.Dataset(x_fit, y_fit, weight=w_fit), num_boost_round=rounds)
+            test = test_bona | test_spoof
+            scores = booster.predict(x[test])
+            e = eer(y[test], scores)[0]
+            e_rec = eer(*recording_means([rows[i] for i in np.flatnonzero(test)], y[test], scores))[0]
+            two_class_cal = cal.any() and len(set(y[cal])) == 2
+            cal_scores = booster.predict(x[cal]) if two_class_cal else booster.predict(x[fit])
+            th = calibrate(y[cal] if two_class_cal else y[fit], cal_scores)
+            bona_scores = booster.predict(x[test_bona])
+            for spk in held_spk:
+                v = bona_scores[speaker[test_bona] == spk]
+                if v.size:
+                    speaker_far[spk].append(((v >= th["far_1pct"]).mean(), (v >= th["far_0_1pct"]).mean(), v.size))
+            by_fold.append({"fold": k, "held_out_speakers": held_spk, "eer": e, "eer_recording": e_rec,
+                            "n_bonafide": int(test_bona.sum())})
+            print(f"lofo: {n + 1}/{len(families)} {fam}" + (f" x fold {k + 1}/{len(folds)}" if cross_folds else "")
+                  + f": EER {100 * e:.2f} %", file=sys.stderr)
+        if not by_fold:
             continue
-        sub = [rows[i] for i in np.flatnonzero(fit)]
-        x_fit, y_fit, w_fit = x[fit], y[fit], balanced_weights(sub)
-        if x_aug is not None:
-            x_fit, y_fit, w_fit = np.concatenate([x_fit, x_aug[fit]]), np.tile(y_fit, 2), np.tile(w_fit, 2)
-        booster = lgb.train(p, lgb.Dataset(x_fit, y_fit, weight=w_fit), num_boost_round=rounds)
-        test = test_bona | test_spoof
-        scores = booster.predict(x[test])
-        e = eer(y[test], scores)[0]
-        e_rec = eer(*recording_means([rows[i] for i in np.flatnonzero(test)], y[test], scores))[0]
-        cal_scores = booster.predict(x[cal]) if cal.any() and len(set(y[cal])) == 2 else booster.predict(x[fit])
-        th = calibrate(y[cal] if cal.any() and len(set(y[cal])) == 2 else y[fit], cal_scores)
-        bona_scores = booster.predict(x[test_bona])
-        for spk in held_spk:
-            v = bona_scores[speaker[test_bona] == spk]
-            if v.size:
-                speaker_far[spk].append(((v >= th["far_1pct"]).mean(), (v >= th["far_0_1pct"]).mean(), v.size))
         attack = next(r["attack_type"] for r in rows if r["generator"] == fam)
-        results.append({"family": fam, "attack_type": attack, "eer": e, "eer_recording": e_rec,
-                        "held_out_speakers": held_spk,
-                        "n_spoof": int(test_spoof.sum()), "n_bonafide": int(test_bona.sum())})
-        print(f"lofo: {n + 1}/{len(families)} {fam}: EER {100 * e:.2f} %", file=sys.stderr)
+        results.append({"family": fam, "attack_type": attack,
+                        "eer": float(np.mean([f["eer"] for f in by_fold])),
+                        "eer_recording": float(np.mean([f["eer_recording"] for f in by_fold])),
+                        "held_out_speakers": [s for f in by_fold for s in f["held_out_speakers"]],
+                        "n_spoof": int((family == fam).sum()),
+                        "n_bonafide": int(np.mean([f["n_bonafide"] for f in by_fold])),
+                        "by_fold": by_fold})
     eers = np.array([r["eer"] for r in results])
     rec = np.array([r["eer_recording"] for r in results])
     summary = {"families": results, "worst_eer": float(eers.max()), "mean_eer": float(eers.mean()),
@@ -128,7 +144,8 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
                "speaker_far": {s: {"far_warn": float(np.mean([v[0] for v in vals])),
                                    "far_hangup": float(np.mean([v[1] for v in vals])),
                                    "chunks": int(vals[0][2])} for s, vals in speaker_far.items()},
-               "excluded_families": sorted(exclude_families)}
+               "excluded_families": sorted(exclude_families), "cross_folds": cross_folds,
+               "n_speaker_folds": len(folds)}
     if out_dir is not None:
         write_report(summary, out_dir)
     return summary
@@ -145,14 +162,30 @@ def write_report(summary: dict, out_dir: Path) -> None:
              f"mean {100 * summary['mean_eer_recording']:.2f} %.",
              *([f"Families kept out of every fold's training (and not held out): "
                 f"{', '.join(summary['excluded_families'])}.", ""] if summary.get("excluded_families") else []),
-             "", "| held-out family | attack type | spoof chunks | held-out speakers | bona fide chunks | EER | "
-             "EER per recording |", "|---|---|---|---|---|---|---|"]
-    for r in sorted(summary["families"], key=lambda r: -r["eer"]):
-        lines.append(f"| {r['family']} | {r['attack_type']} | {r['n_spoof']} | {', '.join(r['held_out_speakers'])} | "
-                     f"{r['n_bonafide']} | {100 * r['eer']:.2f} % | {100 * r['eer_recording']:.2f} % |")
+             *([f"Every family is held out against each of the {summary['n_speaker_folds']} bona fide speaker "
+                f"folds in turn; its EER is the mean over the folds (each fold's EER in the last column, folds "
+                f"listed at the end)."] if summary.get("cross_folds") else []),
+             ""]
+    if summary.get("cross_folds"):
+        lines += ["| held-out family | attack type | spoof chunks | bona fide chunks (mean per fold) | EER | "
+                  "EER per recording | EER by speaker fold |", "|---|---|---|---|---|---|---|"]
+        for r in sorted(summary["families"], key=lambda r: -r["eer"]):
+            folds = " / ".join(f"{100 * f['eer']:.1f}" for f in r["by_fold"])
+            lines.append(f"| {r['family']} | {r['attack_type']} | {r['n_spoof']} | {r['n_bonafide']} | "
+                         f"{100 * r['eer']:.2f} % | {100 * r['eer_recording']:.2f} % | {folds} |")
+    else:
+        lines += ["| held-out family | attack type | spoof chunks | held-out speakers | bona fide chunks | EER | "
+                  "EER per recording |", "|---|---|---|---|---|---|---|"]
+        for r in sorted(summary["families"], key=lambda r: -r["eer"]):
+            lines.append(f"| {r['family']} | {r['attack_type']} | {r['n_spoof']} | "
+                         f"{', '.join(r['held_out_speakers'])} | {r['n_bonafide']} | {100 * r['eer']:.2f} % | "
+                         f"{100 * r['eer_recording']:.2f} % |")
     lines += ["", "## Bona fide false alarms per held-out speaker (fold-calibrated thresholds)", "",
               "| speaker | chunks | at warn (1 % dev FAR) | at hangup (0.1 % dev FAR) |", "|---|---|---|---|"]
     for s, v in sorted(summary["speaker_far"].items(), key=lambda kv: -kv[1]["far_hangup"]):
         lines.append(f"| {s} | {v['chunks']} | {100 * v['far_warn']:.2f} % | {100 * v['far_hangup']:.2f} % |")
+    if summary.get("cross_folds"):
+        folds = {f["fold"]: f["held_out_speakers"] for r in summary["families"] for f in r["by_fold"]}
+        lines += ["", "## Speaker folds", ""] + [f"{k + 1}. {', '.join(v)}" for k, v in sorted(folds.items())]
     (out_dir / "lofo.md").write_text("\n".join(lines) + "\n")
     print(f"lofo: wrote {out_dir / 'lofo.md'}", file=sys.stderr)

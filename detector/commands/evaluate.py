@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude-family", action="append", default=[], metavar="FAMILY",
                    help="lofo: keep this generator family out of every fold's training and out of the held-out "
                         "folds; repeatable, to measure what a family adds")
+    p.add_argument("--cross-folds", action="store_true",
+                   help="lofo: hold each family out against every bona fide speaker fold in turn (4x the models), "
+                        "so a family's EER no longer depends on which voices it happened to meet")
     p.set_defaults(func=run)
 
 
@@ -47,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             summary = run_lofo(args.corpus, args.out or default_out, rounds=args.rounds, splits=splits,
                                feature_mask=mask, augment=args.augment,
-                               exclude_families=tuple(args.exclude_family))
+                               exclude_families=tuple(args.exclude_family), cross_folds=args.cross_folds)
         except ValueError as exc:
             print(f"callguard eval: {exc}")
             return 2

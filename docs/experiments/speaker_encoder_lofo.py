@@ -89,6 +89,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, default=Path("data/corpus_v6"))
     ap.add_argument("--rounds", type=int, default=200)
+    ap.add_argument("--cross-folds", action="store_true", help="every family against every speaker fold")
+    ap.add_argument("--variants", default="handcrafted,handcrafted+encoder,encoder", help="comma-separated")
     ap.add_argument("--late", action="store_true", help="score-level fusion of two GBMs instead (late_fusion)")
     args = ap.parse_args()
     if args.late:
@@ -100,9 +102,9 @@ def main() -> int:
     variants = {"handcrafted": {}, "handcrafted+encoder": {"extra_features": encoder_features},
                 "encoder": {"extra_features": encoder_features, "feature_mask": none}}
     results = {}
-    for name, kw in variants.items():
+    for name in args.variants.split(","):
         s = run_lofo(args.corpus, None, rounds=args.rounds, splits=("train", "dev"),
-                     params={"num_threads": 2}, **kw)
+                     params={"num_threads": 2}, cross_folds=args.cross_folds, **variants[name])
         results[name] = {"worst": s["worst_eer"], "mean": s["mean_eer"], "worst_rec": s["worst_eer_recording"],
                          "mean_rec": s["mean_eer_recording"],
                          "families": {f["family"]: round(100 * f["eer"], 2) for f in s["families"]}}

@@ -79,3 +79,20 @@ def test_extra_feature_columns_reach_every_fold(tiny_corpus):
     assert summary["worst_eer"] == 0.0
     with pytest.raises(ValueError, match="augment"):
         run_lofo(tiny_corpus, None, rounds=5, augment="rawboost", extra_features=label_column)
+
+
+def test_crossed_folds_hold_each_family_out_against_every_speaker_fold(tiny_corpus, tmp_path):
+    single = run_lofo(tiny_corpus, None, rounds=5, n_speaker_folds=3)
+    crossed = run_lofo(tiny_corpus, tmp_path, rounds=5, n_speaker_folds=3, cross_folds=True)
+    assert {f["family"] for f in crossed["families"]} == {f["family"] for f in single["families"]}
+    for fam in crossed["families"]:
+        assert sorted(f["fold"] for f in fam["by_fold"]) == [0, 1, 2]
+        assert fam["eer"] == pytest.approx(np.mean([f["eer"] for f in fam["by_fold"]]))
+        held = [f["held_out_speakers"] for f in fam["by_fold"]]
+        assert not set(held[0]) & set(held[1])  # each fold its own voices
+        # the uncrossed run's one fold for this family is among the crossed ones, with the same result
+        one = next(f for f in single["families"] if f["family"] == fam["family"])
+        same = next(f for f in fam["by_fold"] if f["held_out_speakers"] == one["held_out_speakers"])
+        assert same["eer"] == pytest.approx(one["eer"])
+    report = (tmp_path / "lofo.md").read_text()
+    assert "EER by speaker fold" in report and "## Speaker folds" in report
