@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="eval", choices=("train", "dev", "eval"))
     p.add_argument("--detector", default="gbm", help=f"comma-separated, of {', '.join(DETECTOR_NAMES)}")
     p.add_argument("--models-dir", type=Path, default=None)
-    p.add_argument("--out", type=Path, default=None, help="default models/reports/<split> (or /lofo)")
+    p.add_argument("--out", type=Path, default=None, help="default models/reports/<split> (or /lofo, /lofo_crossed)")
     p.add_argument("--protocol", choices=("split", "lofo"), default="split",
                    help="lofo: leave-one-generator-family-out x leave-speakers-out cross-validation (GBM)")
     p.add_argument("--model-selection", action="store_true",
@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         splits = ("train", "dev") if args.model_selection else ("train", "dev", "eval")
         variant = args.model_selection or mask is not None or args.augment is not None or args.exclude_family
-        default_out = None if variant else Path("models/reports/lofo")
+        shipped_report = Path("models/reports/lofo_crossed" if args.cross_folds else "models/reports/lofo")
+        default_out = None if variant else shipped_report
         try:
             summary = run_lofo(args.corpus, args.out or default_out, rounds=args.rounds, splits=splits,
                                feature_mask=mask, augment=args.augment,
