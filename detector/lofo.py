@@ -154,8 +154,10 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
 def write_report(summary: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = ["# Generalisation protocol: leave one generator family out × leave speakers out", "",
-             "Each row: a GBM trained without that generator family and without the listed bona fide speakers, "
-             "tested on exactly those. Features and hyper-parameters as shipped.", "",
+             "Each row: a GBM trained without that generator family and without "
+             + ("one fold of bona fide speakers at a time" if summary.get("cross_folds") else
+                "the listed bona fide speakers") + ", tested on exactly those. Features and hyper-parameters as "
+             "shipped.", "",
              f"**Worst held-out family EER {100 * summary['worst_eer']:.2f} %, "
              f"mean {100 * summary['mean_eer']:.2f} %** per chunk; per recording (mean chunk score of each "
              f"recording, as `scan` judges a file) worst {100 * summary['worst_eer_recording']:.2f} %, "
