@@ -139,7 +139,8 @@ def model_card(cal: dict, train: list[dict], dev: list[dict]) -> str:
         f"hangup (0.1 % on {w['hangup']}-chunk evidence) {t['far_0_1pct']:.4f}", "",
         "## Evaluation", "",
         "See `models/reports/eval/report.md` (unseen speakers and generator families) and "
-        "`models/reports/lofo/lofo.md` (leave-one-family-out × leave-speakers-out).", "",
+        "`models/reports/lofo/lofo.md` (leave-one-family-out × leave-speakers-out; "
+        "`models/reports/lofo_crossed/lofo.md`: every family against every speaker fold).", "",
         "## Limits", "",
         "- Trained only on speech that Debian/PyPI packages ship and on spoofs made here: few bona fide voices, "
         "mostly classic TTS and signal-processing vocoders. Modern neural TTS and voice conversion are under-"
