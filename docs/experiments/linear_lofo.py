@@ -42,6 +42,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, default=Path("data/corpus_v6"))
     ap.add_argument("--rounds", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0, help="the MLP's initialisation and validation split")
     args = ap.parse_args()
     rows = [r for r in load_manifest(args.corpus) if r["split"] in ("train", "dev")]
     x = corpus_features(args.corpus, rows).astype(np.float64)
@@ -64,7 +65,7 @@ def main() -> int:
             b = lgb.train(p, lgb.Dataset(x[fit], y[fit], weight=w), num_boost_round=args.rounds)
             xs_fit, xs_test, xs_cal = robust_scale(x[fit], x[test], x[cal_bona])
             lr = LogisticRegression(C=0.05, max_iter=2000).fit(xs_fit, y[fit], sample_weight=w)
-            mlp = MLPClassifier((64,), alpha=1e-2, max_iter=60, early_stopping=True, random_state=0)
+            mlp = MLPClassifier((64,), alpha=1e-2, max_iter=60, early_stopping=True, random_state=args.seed)
             mlp.fit(xs_fit, y[fit])
             raw = {"gbm": (b.predict(x[test], raw_score=True), b.predict(x[cal_bona], raw_score=True)),
                    "logreg": (lr.decision_function(xs_test), lr.decision_function(xs_cal)),
