@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from detector.threads import limit_native_threads
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure CPU cost per chunk/packet and memory per leg; `bench load`: "
@@ -79,15 +81,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     rc.set_defaults(func=run_recv_cmd)
 
 
-def _one_thread() -> None:
-    """One core: environment variables for processes started later, and threadpoolctl for the BLAS pools
-    numpy has already started in this process (an environment variable set after numpy's import is ignored,
-    and OpenBLAS's spinning second thread doubled the measured CPU per chunk: 11.4 vs 4.1 ms)."""
-    from detector.threads import limit_native_threads
-
-    limit_native_threads(1)
-
-
 def _table(rows: list[tuple[str, Any]]) -> None:
     print(f"\n{'measure':45s} {'value':>14s}")
     for k, v in rows:
@@ -96,7 +89,7 @@ def _table(rows: list[tuple[str, Any]]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _one_thread()
+    limit_native_threads(1)
     from bench.chunk_cost import bench_chunk_cost, bench_leg_memory, bench_packet_cost
 
     results: dict[str, dict] = {
@@ -126,7 +119,7 @@ def _load_row(r: dict[str, Any]) -> str:
 
 
 def run_load_cmd(args: argparse.Namespace) -> int:
-    _one_thread()
+    limit_native_threads(1)
     from bench.load import find_max, leg_memory, run_load
 
     kw = {"workers": args.workers, "queue_size": args.queue_size, "remote_workers": args.remote_workers,
@@ -157,7 +150,7 @@ def run_load_cmd(args: argparse.Namespace) -> int:
 
 
 def run_workers_cmd(args: argparse.Namespace) -> int:
-    _one_thread()
+    limit_native_threads(1)
     from bench.workers import bench_workers
 
     out = bench_workers(args.chunks, args.detector, max_pending=args.max_pending,
@@ -174,7 +167,7 @@ def run_workers_cmd(args: argparse.Namespace) -> int:
 
 
 def run_recv_cmd(args: argparse.Namespace) -> int:
-    _one_thread()
+    limit_native_threads(1)
     from bench.media_recv import bench_media_recv, compare
 
     if args.compare:

@@ -95,10 +95,10 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
         if fam in exclude_families:
             continue
         by_fold = []
+        test_spoof = family == fam
         for k in range(len(folds)) if cross_folds else [n % len(folds)]:
             held_spk = folds[k]
             test_bona = (y == 0) & np.isin(speaker, held_spk)
-            test_spoof = family == fam
             # rows of held-out speakers leave training entirely, spoofs made from their voices included
             # (resynthesis, replay), or the model would have heard those voices
             train = ~test_spoof & ~excluded & ~np.isin(speaker, held_spk)
@@ -134,7 +134,7 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
                         "eer": float(np.mean([f["eer"] for f in by_fold])),
                         "eer_recording": float(np.mean([f["eer_recording"] for f in by_fold])),
                         "held_out_speakers": [s for f in by_fold for s in f["held_out_speakers"]],
-                        "n_spoof": int((family == fam).sum()),
+                        "n_spoof": int(test_spoof.sum()),
                         "n_bonafide": int(np.mean([f["n_bonafide"] for f in by_fold])),
                         "by_fold": by_fold})
     eers = np.array([r["eer"] for r in results])
