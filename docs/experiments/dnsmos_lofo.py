@@ -18,17 +18,15 @@ features alone, handcrafted + DNSMOS, DNSMOS alone.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from detector.corpus.manifest import load_chunks  # noqa: E402
-from detector.lofo import run_lofo  # noqa: E402
+from lofo_variants import cached_columns, run_variants  # noqa: E402
 
 POOLED = "mos_estimator_small_1/global_max_pooling2d_1/Max:0"
 DENSE = "mos_estimator_small_1/dense_3/Relu:0"
@@ -62,22 +60,18 @@ def log_mels(chunks: np.ndarray) -> np.ndarray:
     return np.transpose((db + 40) / 40, (0, 2, 1)).astype(np.float32)
 
 
-def dnsmos_features(corpus_dir: Path, rows: list[dict], batch: int = 256) -> np.ndarray:
+def dnsmos_features(corpus_dir: Path, rows: list[dict]) -> np.ndarray:
     """Cached per corpus: features/dnsmos_<rows-hash>.npy."""
-    key = hashlib.sha256("\n".join(r["path"] for r in rows).encode()).hexdigest()[:16]
-    path = Path(corpus_dir) / "features" / f"dnsmos_{key}.npy"
-    if path.exists():
-        return np.load(path)
-    sess, out = session(), []
-    for i in range(0, len(rows), batch):
-        mos, pooled, dense = sess.run(["Identity:0", POOLED, DENSE],
-                                      {"input_1": log_mels(load_chunks(corpus_dir, rows[i:i + batch]))})
-        out.append(np.concatenate([pooled.reshape(len(mos), -1), dense, mos], axis=1))
-        print(f"dnsmos: {min(i + batch, len(rows))}/{len(rows)} chunks", file=sys.stderr, flush=True)
-    x = np.concatenate(out).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, x)
-    return x
+    def make_compute():
+        sess = session()
+
+        def compute(chunks: np.ndarray) -> np.ndarray:
+            mos, pooled, dense = sess.run(["Identity:0", POOLED, DENSE], {"input_1": log_mels(chunks)})
+            return np.concatenate([pooled.reshape(len(mos), -1), dense, mos], axis=1)
+
+        return compute
+
+    return cached_columns(corpus_dir, rows, "dnsmos", make_compute)
 
 
 def main() -> int:
@@ -92,15 +86,7 @@ def main() -> int:
     none = np.zeros(len(feature_names()), dtype=bool)
     variants = {"handcrafted": {}, "handcrafted+dnsmos": {"extra_features": dnsmos_features},
                 "dnsmos": {"extra_features": dnsmos_features, "feature_mask": none}}
-    results = {}
-    for name in args.variants.split(","):
-        s = run_lofo(args.corpus, None, rounds=args.rounds, splits=("train", "dev"),
-                     params={"num_threads": 2}, **variants[name])
-        results[name] = {"worst": s["worst_eer"], "mean": s["mean_eer"], "worst_rec": s["worst_eer_recording"],
-                         "mean_rec": s["mean_eer_recording"],
-                         "families": {f["family"]: round(100 * f["eer"], 2) for f in s["families"]}}
-        print(name, json.dumps(results[name]), flush=True)
-    print(json.dumps(results, indent=1))
+    run_variants(args.corpus, variants, args.variants.split(","), args.rounds)
     return 0
 
 

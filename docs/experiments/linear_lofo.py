@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from detector.corpus.manifest import load_manifest  # noqa: E402
-from detector.featcache import corpus_features  # noqa: E402
-from detector.lofo import speaker_folds  # noqa: E402
+from lofo_variants import Protocol  # noqa: E402
+
 from detector.metrics import eer  # noqa: E402
-from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, speaker_group  # noqa: E402
+from detector.train_gbm import balanced_weights  # noqa: E402
 
 
 def robust_scale(fit: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
@@ -35,7 +35,6 @@ def robust_scale(fit: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
 
 
 def main() -> int:
-    import lightgbm as lgb
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
 
@@ -44,40 +43,28 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0, help="the MLP's initialisation and validation split")
     args = ap.parse_args()
-    rows = [r for r in load_manifest(args.corpus) if r["split"] in ("train", "dev")]
-    x = corpus_features(args.corpus, rows).astype(np.float64)
-    y = np.array([r["label"] != "bonafide" for r in rows], dtype=np.int32)
-    family = np.array([r["generator"] if r["label"] != "bonafide" else "" for r in rows])
-    speaker = np.array([speaker_group(r) for r in rows])
-    split = np.array([r["split"] for r in rows])
-    folds = speaker_folds(rows, 4)
-    p = dict(DEFAULT_PARAMS, num_threads=2)
-    p.pop("metric", None)
+    p = Protocol(args.corpus, rounds=args.rounds, threads=2)
+    x, y = p.x, p.y
     names = ("gbm", "logreg", "mlp", "gbm+logreg", "gbm+mlp")
     out: dict[str, dict[str, list[float]]] = {n: {} for n in names}
-    for fam in sorted(set(family) - {""}):
-        for k, held in enumerate(folds):
-            test = ((y == 0) & np.isin(speaker, held)) | (family == fam)
-            train = (family != fam) & ~np.isin(speaker, held)
-            cal_bona = train & (split == "dev") & (y == 0)
-            fit = train & (split != "dev")
-            w = balanced_weights([rows[i] for i in np.flatnonzero(fit)])
-            b = lgb.train(p, lgb.Dataset(x[fit], y[fit], weight=w), num_boost_round=args.rounds)
-            xs_fit, xs_test, xs_cal = robust_scale(x[fit], x[test], x[cal_bona])
-            lr = LogisticRegression(C=0.05, max_iter=2000).fit(xs_fit, y[fit], sample_weight=w)
-            mlp = MLPClassifier((64,), alpha=1e-2, max_iter=60, early_stopping=True, random_state=args.seed)
-            mlp.fit(xs_fit, y[fit])
-            raw = {"gbm": (b.predict(x[test], raw_score=True), b.predict(x[cal_bona], raw_score=True)),
-                   "logreg": (lr.decision_function(xs_test), lr.decision_function(xs_cal)),
-                   "mlp": tuple(np.log(np.clip(m, 1e-7, 1)) - np.log(np.clip(1 - m, 1e-7, 1))
-                                for m in (mlp.predict_proba(xs_test)[:, 1], mlp.predict_proba(xs_cal)[:, 1]))}
-            z = {n: (s - c.mean()) / (c.std() + 1e-9) for n, (s, c) in raw.items()}
-            z["gbm+logreg"] = (z["gbm"] + z["logreg"]) / 2
-            z["gbm+mlp"] = (z["gbm"] + z["mlp"]) / 2
-            for n in names:
-                out[n].setdefault(fam, []).append(100 * eer(y[test], z[n])[0])
-            print(f"{fam} fold {k + 1}: " + ", ".join(f"{n} {out[n][fam][-1]:.1f}" for n in names),
-                  file=sys.stderr, flush=True)
+    for fam, k, test, fit, cal_bona in p.crossed_iter():
+        w = balanced_weights([p.rows[i] for i in np.flatnonzero(fit)])
+        b = p.gbm(fit)
+        xs_fit, xs_test, xs_cal = robust_scale(x[fit], x[test], x[cal_bona])
+        lr = LogisticRegression(C=0.05, max_iter=2000).fit(xs_fit, y[fit], sample_weight=w)
+        mlp = MLPClassifier((64,), alpha=1e-2, max_iter=60, early_stopping=True, random_state=args.seed)
+        mlp.fit(xs_fit, y[fit])
+        raw = {"gbm": (b.predict(x[test], raw_score=True), b.predict(x[cal_bona], raw_score=True)),
+               "logreg": (lr.decision_function(xs_test), lr.decision_function(xs_cal)),
+               "mlp": tuple(np.log(np.clip(m, 1e-7, 1)) - np.log(np.clip(1 - m, 1e-7, 1))
+                            for m in (mlp.predict_proba(xs_test)[:, 1], mlp.predict_proba(xs_cal)[:, 1]))}
+        z = {n: (s - c.mean()) / (c.std() + 1e-9) for n, (s, c) in raw.items()}
+        z["gbm+logreg"] = (z["gbm"] + z["logreg"]) / 2
+        z["gbm+mlp"] = (z["gbm"] + z["mlp"]) / 2
+        for n in names:
+            out[n].setdefault(fam, []).append(100 * eer(y[test], z[n])[0])
+        print(f"{fam} fold {k + 1}: " + ", ".join(f"{n} {out[n][fam][-1]:.1f}" for n in names),
+              file=sys.stderr, flush=True)
     summary = {n: {"worst": round(max(np.mean(v) for v in fams.values()), 2),
                    "mean": round(float(np.mean([np.mean(v) for v in fams.values()])), 2),
                    "families": {f: round(float(np.mean(v)), 2) for f, v in fams.items()}}

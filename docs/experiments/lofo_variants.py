@@ -33,7 +33,11 @@ from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, speaker_group  
 
 
 class Protocol:
-    def __init__(self, corpus: Path) -> None:
+    """Train+dev rows, their features and labels, and the folds of ``detector.lofo.run_lofo`` (also the base
+    of the other experiment scripts here)."""
+
+    def __init__(self, corpus: Path, rounds: int = 200, threads: int = 1) -> None:
+        self.rounds = rounds
         self.rows = [r for r in load_manifest(corpus) if r["split"] in ("train", "dev")]
         self.x = corpus_features(corpus, self.rows).astype(np.float64)
         self.y = np.array([r["label"] != "bonafide" for r in self.rows], dtype=np.int32)
@@ -43,23 +47,77 @@ class Protocol:
         self.split = np.array([r["split"] for r in self.rows])
         self.families = sorted(set(self.family) - {""})
         self.folds = speaker_folds(self.rows, 4)
-        self.params = dict(DEFAULT_PARAMS, num_threads=1)
+        self.params = dict(DEFAULT_PARAMS, num_threads=threads)
         self.params.pop("metric")
+
+    def masks(self, fam: str, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(test, fit, calibration bona fide) with ``fam`` and speaker fold ``k`` held out."""
+        held = np.isin(self.speaker, self.folds[k])
+        test = ((self.y == 0) & held) | (self.family == fam)
+        train = (self.family != fam) & ~held
+        return test, train & (self.split != "dev"), train & (self.split == "dev") & (self.y == 0)
 
     def folds_iter(self):
         """(family, test mask, fit mask, calibration bona fide mask) per held-out family."""
         for n, fam in enumerate(self.families):
-            held = np.isin(self.speaker, self.folds[n % len(self.folds)])
-            test = ((self.y == 0) & held) | (self.family == fam)
-            train = (self.family != fam) & ~held
-            yield fam, test, train & (self.split != "dev"), train & (self.split == "dev") & (self.y == 0)
+            yield fam, *self.masks(fam, n % len(self.folds))
 
-    def gbm(self, mask: np.ndarray):
+    def crossed_iter(self):
+        """(family, fold index, test, fit, calibration bona fide): every family against every speaker fold."""
+        for fam in self.families:
+            for k in range(len(self.folds)):
+                yield fam, k, *self.masks(fam, k)
+
+    def gbm(self, mask: np.ndarray, x: np.ndarray | None = None):
+        """A GBM on the ``mask`` rows of ``x`` (default: the handcrafted features), balanced weights."""
         import lightgbm as lgb
 
+        x = self.x if x is None else x
         sub = [self.rows[i] for i in np.flatnonzero(mask)]
-        data = lgb.Dataset(self.x[mask], self.y[mask], weight=balanced_weights(sub))
-        return lgb.train(self.params, data, num_boost_round=200)
+        data = lgb.Dataset(x[mask], self.y[mask], weight=balanced_weights(sub))
+        return lgb.train(self.params, data, num_boost_round=self.rounds)
+
+
+def cached_columns(corpus_dir: Path, rows: list[dict], name: str,
+                   make_compute: Callable[[], Callable[[np.ndarray], np.ndarray]], batch: int = 256) -> np.ndarray:
+    """``compute(chunks)`` over ``rows`` in batches, cached as features/<name>_<rows-hash>.npy of the corpus;
+    ``make_compute()`` (loading a model, say) runs only when the cache misses."""
+    import hashlib
+
+    from detector.corpus.manifest import load_chunks
+
+    key = hashlib.sha256("\n".join(r["path"] for r in rows).encode()).hexdigest()[:16]
+    path = Path(corpus_dir) / "features" / f"{name}_{key}.npy"
+    if path.exists():
+        return np.load(path)
+    compute, out = make_compute(), []
+    for i in range(0, len(rows), batch):
+        out.append(compute(load_chunks(corpus_dir, rows[i:i + batch])))
+        print(f"{name}: {min(i + batch, len(rows))}/{len(rows)} chunks", file=sys.stderr, flush=True)
+    x = np.concatenate(out).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, x)
+    return x
+
+
+def run_variants(corpus: Path, variants: dict[str, dict], names: list[str], rounds: int,
+                 cross_folds: bool = False) -> dict:
+    """``detector.lofo.run_lofo`` over train+dev for each named variant (its keyword arguments); prints and
+    returns worst/mean per chunk and per recording, and each family's EER."""
+    import json
+
+    from detector.lofo import run_lofo
+
+    results = {}
+    for name in names:
+        s = run_lofo(corpus, None, rounds=rounds, splits=("train", "dev"), params={"num_threads": 2},
+                     cross_folds=cross_folds, **variants[name])
+        results[name] = {"worst": s["worst_eer"], "mean": s["mean_eer"], "worst_rec": s["worst_eer_recording"],
+                         "mean_rec": s["mean_eer_recording"],
+                         "families": {f["family"]: round(100 * f["eer"], 2) for f in s["families"]}}
+        print(name, json.dumps(results[name]), flush=True)
+    print(json.dumps(results, indent=1))
+    return results
 
     def eers(self, test: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
         rows = [self.rows[i] for i in np.flatnonzero(test)]

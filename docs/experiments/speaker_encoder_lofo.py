@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from detector.corpus.manifest import load_chunks  # noqa: E402
-from detector.lofo import run_lofo  # noqa: E402
+from lofo_variants import Protocol, cached_columns, run_variants  # noqa: E402
 
 
 def encoder():
@@ -63,26 +63,21 @@ def mels(chunks: np.ndarray) -> np.ndarray:
     return np.transpose(m, (0, 2, 1)).astype(np.float32)
 
 
-def encoder_features(corpus_dir: Path, rows: list[dict], batch: int = 256) -> np.ndarray:
+def encoder_features(corpus_dir: Path, rows: list[dict]) -> np.ndarray:
     """Cached per corpus: features/speaker_encoder_<rows-hash>.npy."""
-    import hashlib
+    def make_compute():
+        import torch
 
-    import torch
+        torch.set_num_threads(2)
+        model = encoder()
 
-    key = hashlib.sha256("\n".join(r["path"] for r in rows).encode()).hexdigest()[:16]
-    path = Path(corpus_dir) / "features" / f"speaker_encoder_{key}.npy"
-    if path.exists():
-        return np.load(path)
-    torch.set_num_threads(2)
-    model, out = encoder(), []
-    with torch.inference_mode():
-        for i in range(0, len(rows), batch):
-            out.append(model(torch.from_numpy(mels(load_chunks(corpus_dir, rows[i:i + batch])))).numpy())
-            print(f"encoder: {min(i + batch, len(rows))}/{len(rows)} chunks", file=sys.stderr, flush=True)
-    x = np.concatenate(out).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, x)
-    return x
+        def compute(chunks: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return model(torch.from_numpy(mels(chunks))).numpy()
+
+        return compute
+
+    return cached_columns(corpus_dir, rows, "speaker_encoder", make_compute)
 
 
 def main() -> int:
@@ -101,15 +96,7 @@ def main() -> int:
     none = np.zeros(len(feature_names()), dtype=bool)
     variants = {"handcrafted": {}, "handcrafted+encoder": {"extra_features": encoder_features},
                 "encoder": {"extra_features": encoder_features, "feature_mask": none}}
-    results = {}
-    for name in args.variants.split(","):
-        s = run_lofo(args.corpus, None, rounds=args.rounds, splits=("train", "dev"),
-                     params={"num_threads": 2}, cross_folds=args.cross_folds, **variants[name])
-        results[name] = {"worst": s["worst_eer"], "mean": s["mean_eer"], "worst_rec": s["worst_eer_recording"],
-                         "mean_rec": s["mean_eer_recording"],
-                         "families": {f["family"]: round(100 * f["eer"], 2) for f in s["families"]}}
-        print(name, json.dumps(results[name]), flush=True)
-    print(json.dumps(results, indent=1))
+    run_variants(args.corpus, variants, args.variants.split(","), args.rounds, args.cross_folds)
     return 0
 
 
@@ -117,38 +104,19 @@ def main() -> int:
 def late_fusion(corpus_dir: Path, rounds: int = 200) -> dict:
     """Score-level fusion: per fold, one GBM on the handcrafted features and one on the encoder alone, their
     logits averaged after z-scoring each on the fold's calibration bona fide rows (train+dev only)."""
-    import lightgbm as lgb
-
-    from detector.corpus.manifest import load_manifest
-    from detector.featcache import corpus_features
-    from detector.lofo import speaker_folds
     from detector.metrics import eer
-    from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, speaker_group
 
-    rows = [r for r in load_manifest(corpus_dir) if r["split"] in ("train", "dev")]
-    views = {"handcrafted": corpus_features(corpus_dir, rows), "encoder": encoder_features(corpus_dir, rows)}
-    y = np.array([r["label"] != "bonafide" for r in rows], dtype=np.int32)
-    family = np.array([r["generator"] if r["label"] != "bonafide" else "" for r in rows])
-    speaker = np.array([speaker_group(r) for r in rows])
-    split = np.array([r["split"] for r in rows])
-    folds = speaker_folds(rows, 4)
-    p = dict(DEFAULT_PARAMS, num_threads=2)
-    p.pop("metric", None)
+    p = Protocol(corpus_dir, rounds=rounds, threads=2)
+    views = {"handcrafted": p.x, "encoder": encoder_features(corpus_dir, p.rows).astype(np.float64)}
     out: dict[str, dict[str, float]] = {"handcrafted": {}, "encoder": {}, "late": {}}
-    for n, fam in enumerate(sorted(set(family) - {""})):
-        held = folds[n % len(folds)]
-        test = ((y == 0) & np.isin(speaker, held)) | (family == fam)
-        train = (family != fam) & ~np.isin(speaker, held)
-        cal_bona = train & (split == "dev") & (y == 0)
-        fit = train & ~(train & (split == "dev"))
-        w = balanced_weights([rows[i] for i in np.flatnonzero(fit)])
+    for fam, test, fit, cal_bona in p.folds_iter():
         z = []
         for name, x in views.items():
-            b = lgb.train(p, lgb.Dataset(x[fit], y[fit], weight=w), num_boost_round=rounds)
+            b = p.gbm(fit, x)
             s, c = b.predict(x[test], raw_score=True), b.predict(x[cal_bona], raw_score=True)
-            out[name][fam] = round(100 * eer(y[test], s)[0], 2)
+            out[name][fam] = round(100 * eer(p.y[test], s)[0], 2)
             z.append((s - c.mean()) / (c.std() + 1e-9))
-        out["late"][fam] = round(100 * eer(y[test], np.mean(z, axis=0))[0], 2)
+        out["late"][fam] = round(100 * eer(p.y[test], np.mean(z, axis=0))[0], 2)
         print(f"late: {fam}: " + ", ".join(f"{k} {v[fam]}" for k, v in out.items()), file=sys.stderr, flush=True)
     return {k: {"worst": max(v.values()), "mean": round(float(np.mean(list(v.values()))), 2), "families": v}
             for k, v in out.items()}
