@@ -1,4 +1,8 @@
-"""The shipped boosting detector: LightGBM over ``detector.features``, with explanations."""
+"""The shipped boosting detector: LightGBM over ``detector.features``, with explanations.
+
+A model may carry a small MLP on the same features (``detector.mlp``); its score is then the blend of the
+two (``gbm.mlp.npz`` next to the booster, the blend's weights in the calibration file).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,22 @@ from pathlib import Path
 import numpy as np
 
 from detector.features import FEATURE_SCHEMA_VERSION, extract_matrix, feature_group, feature_names
+from detector.mlp import MLP, Blend
 from detector.scoring import ModelError, Thresholds
 
 MODEL_FILE = "gbm.txt"
 CALIBRATION_FILE = "gbm.calibration.json"
+MLP_FILE = "gbm.mlp.npz"
+
+
+def blended_scores(booster: object, x: np.ndarray, mlp: MLP | None = None, blend: Blend | None = None) -> np.ndarray:
+    """Spoof probability per feature row: the booster's, or with an MLP the blend of both models."""
+    if mlp is None:
+        return np.asarray(booster.predict(x, num_threads=1), dtype=np.float64)  # type: ignore[attr-defined]
+    if blend is None:
+        raise ModelError("a GBM with an MLP needs the blend's weights (calibration key 'blend')")
+    gbm_logits = booster.predict(x, raw_score=True, num_threads=1)  # type: ignore[attr-defined]
+    return blend.probability(gbm_logits, mlp.logit(x))
 
 
 @dataclass
@@ -23,6 +39,8 @@ class GBMDetector:
     version: str
     name: str = "gbm"
     calibration: dict = field(default_factory=dict)
+    mlp: MLP | None = None
+    blend: Blend | None = None
 
     @classmethod
     def load(cls, models_dir: Path) -> GBMDetector:
@@ -39,11 +57,21 @@ class GBMDetector:
         if tuple(cal.get("feature_names", ())) != feature_names():
             raise ModelError(f"{model_path}: feature names differ from this code's; retrain the model")
         booster = lgb.Booster(model_file=str(model_path))
+        mlp, blend = None, None
+        if cal.get("blend"):
+            mlp_path = Path(models_dir) / MLP_FILE
+            try:
+                mlp, blend = MLP.load(mlp_path), Blend.from_json(cal["blend"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ModelError(f"{model_path}: the calibration names an MLP blend but {mlp_path} is missing or "
+                                 f"unreadable ({exc})") from exc
+            if mlp.median.size != len(feature_names()):
+                raise ModelError(f"{mlp_path}: {mlp.median.size} inputs, this code computes {len(feature_names())}")
         return cls(booster=booster, thresholds=Thresholds.from_calibration(cal_path),
-                   version=str(cal.get("version", "unknown")), calibration=cal)
+                   version=str(cal.get("version", "unknown")), calibration=cal, mlp=mlp, blend=blend)
 
     def score_features(self, matrix: np.ndarray) -> np.ndarray:
-        return np.asarray(self.booster.predict(matrix, num_threads=1), dtype=np.float64)
+        return blended_scores(self.booster, matrix, self.mlp, self.blend)
 
     def score(self, chunks: list[np.ndarray]) -> np.ndarray:
         if len(chunks) == 0:
@@ -51,7 +79,8 @@ class GBMDetector:
         return self.score_features(extract_matrix(chunks))
 
     def explain(self, chunks: list[np.ndarray], top: int = 3) -> list[list[tuple[str, float]]]:
-        """Per chunk, the feature groups that pushed the score most (log-odds contributions)."""
+        """Per chunk, the feature groups that pushed the tree model's score most (log-odds contributions;
+        with an MLP blend, this explains the trees' half of the score)."""
         if len(chunks) == 0:
             return []
         contrib = self.booster.predict(extract_matrix(chunks), pred_contrib=True, num_threads=1)

@@ -18,7 +18,7 @@ import numpy as np
 
 from detector.featcache import corpus_features
 from detector.metrics import eer, recording_means
-from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, calibrate, speaker_group
+from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, calibrate, fit_model, speaker_group
 
 
 def feature_mask_without(groups: list[str]) -> np.ndarray:
@@ -52,7 +52,7 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
              feature_mask: np.ndarray | None = None, augment: str | None = None,
              exclude_families: tuple[str, ...] = (),
              extra_features: Callable[[Path, list[dict]], np.ndarray] | None = None,
-             cross_folds: bool = False) -> dict:
+             cross_folds: bool = False, mlp_seed: int | None = None) -> dict:
     """Run the protocol. ``splits=("train", "dev")`` keeps the eval split out, for model-selection
     experiments; the shipped report uses all splits. ``feature_mask`` selects feature columns.
     ``augment`` ("rawboost"): each fold's model also trains on a perturbed copy of its training chunks
@@ -63,9 +63,9 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
     appended after the feature mask; not combined with ``augment``.
     ``cross_folds``: each family is held out against every bona fide speaker fold in turn (n_speaker_folds
     times the models), and its EER is the mean over those folds. Without it each family meets one fold, so a
-    family's EER also measures how hard that fold's voices are; crossing separates the two effects."""
-    import lightgbm as lgb
-
+    family's EER also measures how hard that fold's voices are; crossing separates the two effects.
+    ``mlp_seed``: each fold's model is the GBM blended with an MLP (``detector.mlp``), as `train gbm --mlp`
+    ships it; the blend's weights come from the fold's calibration bona fide rows."""
     from detector.corpus.manifest import load_manifest
 
     rows = [r for r in load_manifest(corpus_dir) if r["split"] in splits]
@@ -110,15 +110,16 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
             x_fit, y_fit, w_fit = x[fit], y[fit], balanced_weights(sub)
             if x_aug is not None:
                 x_fit, y_fit, w_fit = np.concatenate([x_fit, x_aug[fit]]), np.tile(y_fit, 2), np.tile(w_fit, 2)
-            booster = lgb.train(p, lgb.Dataset(x_fit, y_fit, weight=w_fit), num_boost_round=rounds)
+            model = fit_model(x_fit, y_fit, w_fit, p, rounds, mlp_seed=mlp_seed)
+            two_class_cal = cal.any() and len(set(y[cal])) == 2
+            cal_rows = cal if two_class_cal else fit
+            model.fit_blend(x[cal_rows & (y == 0)])
             test = test_bona | test_spoof
-            scores = booster.predict(x[test])
+            scores = model.predict(x[test])
             e = eer(y[test], scores)[0]
             e_rec = eer(*recording_means([rows[i] for i in np.flatnonzero(test)], y[test], scores))[0]
-            two_class_cal = cal.any() and len(set(y[cal])) == 2
-            cal_scores = booster.predict(x[cal]) if two_class_cal else booster.predict(x[fit])
-            th = calibrate(y[cal] if two_class_cal else y[fit], cal_scores)
-            bona_scores = booster.predict(x[test_bona])
+            th = calibrate(y[cal_rows], model.predict(x[cal_rows]))
+            bona_scores = scores[y[test] == 0]
             for spk in held_spk:
                 v = bona_scores[speaker[test_bona] == spk]
                 if v.size:
@@ -145,6 +146,7 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
                                    "far_hangup": float(np.mean([v[1] for v in vals])),
                                    "chunks": int(vals[0][2])} for s, vals in speaker_far.items()},
                "excluded_families": sorted(exclude_families), "cross_folds": cross_folds,
+               "model": "gbm+mlp" if mlp_seed is not None else "gbm",
                "n_speaker_folds": len(folds)}
     if out_dir is not None:
         write_report(summary, out_dir)
@@ -154,7 +156,8 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
 def write_report(summary: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = ["# Generalisation protocol: leave one generator family out × leave speakers out", "",
-             "Each row: a GBM trained without that generator family and without "
+             "Each row: a " + ("GBM blended with an MLP (`train gbm --mlp`)" if summary.get("model") == "gbm+mlp"
+                               else "GBM") + " trained without that generator family and without "
              + ("one fold of bona fide speakers at a time" if summary.get("cross_folds") else
                 "the listed bona fide speakers") + ", tested on exactly those. Features and hyper-parameters as "
              "shipped.", "",

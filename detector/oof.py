@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from detector.train_gbm import balanced_weights, speaker_group
+from detector.train_gbm import balanced_weights, fit_model, speaker_group
 
 
 def fold_ids(rows: list[dict], n_folds: int) -> np.ndarray:
@@ -38,22 +38,20 @@ def train_mask(rows: list[dict], folds: np.ndarray, k: int) -> np.ndarray:
     return (folds != k) & ~made_from_held
 
 
-def oof_scores(x: np.ndarray, y: np.ndarray, rows: list[dict], params: dict, rounds: int,
-               n_folds: int = 5) -> np.ndarray:
-    """Each row's score from the model of the fold that held it out."""
-    import lightgbm as lgb
-
+def oof_logits(x: np.ndarray, y: np.ndarray, rows: list[dict], params: dict, rounds: int,
+               n_folds: int = 5, mlp_seed: int | None = None) -> np.ndarray:
+    """Each row's log-odds from the model of the fold that held it out: column 0 the booster's, column 1 the
+    MLP's (given ``mlp_seed``; NaN otherwise). Rows no fold could score are NaN."""
     folds = fold_ids(rows, n_folds)
-    out = np.full(len(rows), np.nan)
-    p = {k: v for k, v in params.items() if k != "metric"}
+    out = np.full((len(rows), 2), np.nan)
     for k in range(n_folds):
         fit = train_mask(rows, folds, k)
         test = folds == k
         if not test.any() or len(set(y[fit])) < 2:
             continue
         sub = [rows[i] for i in np.flatnonzero(fit)]
-        booster = lgb.train(p, lgb.Dataset(x[fit], y[fit], weight=balanced_weights(sub)), num_boost_round=rounds)
-        out[test] = booster.predict(x[test])
+        model = fit_model(x[fit], y[fit], balanced_weights(sub), params, rounds, mlp_seed=mlp_seed)
+        out[test] = model.logits(x[test])
         print(f"\rtrain gbm: out-of-fold scores {k + 1}/{n_folds}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     return out

@@ -12,7 +12,9 @@ the reviewed items exported from the review store as a corpus-like directory (``
    what the champion gets wrong on corpus train + reviewed items, with early stopping on dev. This keeps
    what the champion learnt, takes a fraction of a full training run and needs only the champion's model
    file. ``from_scratch`` instead retrains with the champion's parameters, for when continued training has
-   piled up too many trees. Thresholds are recalibrated on dev exactly as `train gbm` does.
+   piled up too many trees. A champion that blends an MLP with its trees (`train gbm --mlp`) gets the MLP
+   refitted on the same rows (unweighted, as `train gbm` fits it) and the blend re-weighed on dev bona fide.
+   Thresholds are recalibrated on dev exactly as `train gbm` does.
 3. Champion and challenger are compared on the frozen eval split (EER; bona fide false alarms at each
    model's own hang-up threshold) and on the held-out reviewed calls (balanced error at each model's warn
    threshold; mean log loss). The challenger is promoted only if it is not worse on eval (EER at most
@@ -38,8 +40,9 @@ import numpy as np
 from detector import versions
 from detector.featcache import corpus_features
 from detector.features import FEATURE_SCHEMA_VERSION, feature_names
-from detector.gbm import CALIBRATION_FILE, MODEL_FILE, GBMDetector
+from detector.gbm import CALIBRATION_FILE, MLP_FILE, MODEL_FILE, GBMDetector
 from detector.metrics import eer, rates_at
+from detector.mlp import Blend, fit_mlp
 from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, calibrate, evidence_windows, model_card
 
 log = logging.getLogger(__name__)
@@ -185,6 +188,13 @@ def retrain(corpus_dir: str | Path, review_dir: str | Path, models_dir: str | Pa
                         callbacks=[lgb.early_stopping(settings.early_stopping, first_metric_only=True, verbose=False)])
     best = booster.best_iteration or booster.current_iteration()
     dev_scores = booster.predict(x_dev, num_iteration=best)
+    blend, mlp = None, None
+    if champion.mlp is not None:  # the MLP half is refitted on the same rows (it cannot continue like trees)
+        mlp = fit_mlp(x_train, y_train, seed=int(champion.calibration.get("mlp_seed") or 0))
+        dev_logits = booster.predict(x_dev, num_iteration=best, raw_score=True)
+        mlp_logits = mlp.logit(x_dev)
+        blend = Blend.from_bonafide(dev_logits[y_dev == 0], mlp_logits[y_dev == 0])
+        dev_scores = blend.probability(dev_logits, mlp_logits)
     thresholds = calibrate(y_dev, dev_scores, dev)  # on the live policy's evidence windows, as `train gbm` does
     dev_rates = rates_at(y_dev, dev_scores, thresholds["eer"])
 
@@ -194,6 +204,8 @@ def retrain(corpus_dir: str | Path, review_dir: str | Path, models_dir: str | Pa
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     booster.save_model(str(tmp / MODEL_FILE), num_iteration=best)
+    if mlp is not None:
+        mlp.save(tmp / MLP_FILE)
     model_version = dt.datetime.now(dt.UTC).strftime("gbm-%Y%m%d-%H%M%S") + "-r"
     all_train = train + r_train
     calibration = {
@@ -201,6 +213,7 @@ def retrain(corpus_dir: str | Path, review_dir: str | Path, models_dir: str | Pa
         "best_iteration": best, "params": params, "resumed_from_round": start_rounds,
         "thresholds": {k: thresholds[k] for k in ("eer", "far_1pct", "far_0_1pct")},
         "evidence_windows": evidence_windows(thresholds),
+        **({"blend": blend.to_json(), "mlp_seed": champion.calibration.get("mlp_seed")} if blend else {}),
         "dev": {"eer": thresholds["dev_eer"], "accuracy_at_eer_threshold": dev_rates["accuracy"],
                 "n_bonafide": int((y_dev == 0).sum()), "n_spoof": int((y_dev == 1).sum())},
         "train": {"n_bonafide": int((y_train == 0).sum()), "n_spoof": int((y_train == 1).sum()),

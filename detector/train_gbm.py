@@ -9,14 +9,16 @@ import json
 import logging
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from detector.featcache import corpus_features
 from detector.features import FEATURE_SCHEMA_VERSION, feature_names
-from detector.gbm import CALIBRATION_FILE, MODEL_FILE
+from detector.gbm import CALIBRATION_FILE, MLP_FILE, MODEL_FILE, blended_scores
 from detector.metrics import eer, rates_at, recording_key, threshold_at_far
+from detector.mlp import MLP, Blend, fit_mlp
 
 log = logging.getLogger(__name__)
 OOF_FILE = "gbm.oof_dev.npz"  # out-of-fold scores of the dev rows, written by pooled training for the fusion
@@ -50,6 +52,41 @@ def balanced_weights(rows: list[dict]) -> np.ndarray:
     per_class = Counter(g[0] for g in count)
     w = np.array([1.0 / (count[g] * per_class[g[0]]) for g in groups])
     return w * len(rows) / w.sum()
+
+
+@dataclass
+class FittedModel:
+    """A booster and, optionally, the MLP trained beside it on the same rows (``detector.mlp``)."""
+
+    booster: object
+    mlp: MLP | None = None
+    blend: Blend | None = None
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Per row, the booster's log-odds and the MLP's (NaN without an MLP): shape (rows, 2)."""
+        g = self.booster.predict(x, raw_score=True)  # type: ignore[attr-defined]
+        m = self.mlp.logit(x) if self.mlp is not None else np.full(len(g), np.nan)
+        return np.column_stack([g, m])
+
+    def fit_blend(self, x_bonafide: np.ndarray) -> None:
+        """Weigh the two models by their spread on bona fide rows neither was trained on."""
+        if self.mlp is not None:
+            lg = self.logits(x_bonafide)
+            self.blend = Blend.from_bonafide(lg[:, 0], lg[:, 1])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return blended_scores(self.booster, x, self.mlp, self.blend)
+
+
+def fit_model(x: np.ndarray, y: np.ndarray, weights: np.ndarray, params: dict, rounds: int,
+              mlp_seed: int | None = None) -> FittedModel:
+    """A booster of ``rounds`` rounds and, given ``mlp_seed``, an MLP on the same rows (its blend weights
+    still to be fitted on held-out bona fide rows with ``FittedModel.fit_blend``)."""
+    import lightgbm as lgb
+
+    p = {k: v for k, v in params.items() if k != "metric"}
+    booster = lgb.train(p, lgb.Dataset(x, y, weight=weights), num_boost_round=rounds)
+    return FittedModel(booster, fit_mlp(x, y, seed=mlp_seed) if mlp_seed is not None else None)
 
 
 EVIDENCE_WINDOW = 3  # chunks the live policy averages for its warn decision (plugin.config.Policy.window)
@@ -113,11 +150,17 @@ def model_card(cal: dict, train: list[dict], dev: list[dict]) -> str:
     t = cal["thresholds"]
     w = cal.get("evidence_windows") or {"warn": 1, "hangup": 1}
     pooled = cal.get("calibrated_on", "dev") != "dev"
+    blend = cal.get("blend")
     return "\n".join([
         f"# Model card: GBM detector `{cal['version']}`", "",
         "LightGBM over hand-crafted features of 2-second, 8 kHz speech chunks (`detector/features.py`, schema "
         f"{cal['feature_schema']}, {len(cal['feature_names'])} features in groups bispec, lfcc, cqcc, mfcc, spectral, "
         "subband, modulation, phase, periodicity, lpc). Output: probability that the chunk is synthetic or replayed.",
+        *(["", "Blended with a one-hidden-layer MLP (64 units) on the same features (`detector/mlp.py`, "
+           f"`{MLP_FILE}`, seed {cal.get('mlp_seed')}): each model's log-odds divided by its spread on held-out bona "
+           f"fide speech (trees {blend['gbm_logit_sd']:.3f}, MLP {blend['mlp_logit_sd']:.3f}), averaged. The MLP "
+           "draws a smooth boundary where trees extrapolate flat, and the two err on different unseen families "
+           "(docs/generalisation.md). Explanations (`scan --explain`) cover the trees' half."] if blend else []),
         "", "## Training data", "",
         f"- train: {cal['train']['n_bonafide']} bona fide chunks, {cal['train']['n_spoof']} spoof chunks",
         f"- bona fide speakers (train): {counts([r for r in train if r['label'] == 'bonafide'], 'speaker')}",
@@ -176,13 +219,14 @@ class _Checkpoint:
 
 def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500, seed: int = 7,
               checkpoint_every: int = 50, early_stopping: int = 100, params: dict | None = None,
-              callbacks: list | None = None, pooled: bool = False, oof_folds: int = 5) -> dict:
+              callbacks: list | None = None, pooled: bool = False, oof_folds: int = 5,
+              mlp_seed: int | None = None) -> dict:
     """Train, calibrate and save the GBM.
 
     Default: fit on train, early-stop and calibrate on dev. ``pooled``: fit on train and dev together for
     exactly ``rounds`` rounds and calibrate on out-of-fold scores (``detector.oof``), so that more voices
     and families are learnt from and the thresholds rest on every pooled speaker, each scored by a model
-    that never heard it.
+    that never heard it. ``mlp_seed``: also train the MLP (``detector.mlp``) and ship the blend of both.
     """
     import lightgbm as lgb
 
@@ -225,21 +269,34 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
                         callbacks=[*stopping, _Checkpoint(ckpt, checkpoint_every), progress, *(callbacks or [])])
     print(file=sys.stderr)
     best = booster.best_iteration or booster.current_iteration()
+    mlp = None
+    if mlp_seed is not None:
+        print("train gbm: fitting the MLP", file=sys.stderr)
+        mlp = fit_mlp(x_train, y_train, seed=mlp_seed)
     if pooled:
-        from detector.oof import oof_scores
+        from detector.oof import oof_logits
 
-        cal_y = y_train
-        cal_scores = oof_scores(x_train, y_train, train, p, best, n_folds=oof_folds)
-        scored = ~np.isnan(cal_scores)
-        cal_y, cal_scores = cal_y[scored], cal_scores[scored]
+        logits = oof_logits(x_train, y_train, train, p, best, n_folds=oof_folds, mlp_seed=mlp_seed)
+        scored = ~np.isnan(logits[:, 0])
+        cal_y, logits = y_train[scored], logits[scored]
         cal_rows = [r for r, ok in zip(train, scored, strict=True) if ok]
     else:
-        cal_y, cal_scores, cal_rows = y_dev, booster.predict(x_dev, num_iteration=best), dev
+        cal_y, cal_rows = y_dev, dev
+        logits = np.column_stack([booster.predict(x_dev, num_iteration=best, raw_score=True),
+                                  mlp.logit(x_dev) if mlp is not None else np.full(len(dev), np.nan)])
+    # the blend's weights, like the thresholds, come from bona fide rows the scoring models never saw
+    blend = Blend.from_bonafide(logits[cal_y == 0, 0], logits[cal_y == 0, 1]) if mlp is not None else None
+    cal_scores = (blend.probability(logits[:, 0], logits[:, 1]) if blend is not None
+                  else 1.0 / (1.0 + np.exp(-logits[:, 0])))
     thresholds = calibrate(cal_y, cal_scores, cal_rows)
     dev_rates = rates_at(cal_y, cal_scores, thresholds["eer"])
 
     out_dir.mkdir(parents=True, exist_ok=True)
     booster.save_model(str(out_dir / MODEL_FILE), num_iteration=best)
+    if mlp is not None:
+        mlp.save(out_dir / MLP_FILE)
+    else:
+        (out_dir / MLP_FILE).unlink(missing_ok=True)
     version = dt.datetime.now(dt.UTC).strftime("gbm-%Y%m%d-%H%M%S")
     corpus_hash = (Path(corpus_dir) / "manifest.csv").read_bytes()
     calibration = {
@@ -250,6 +307,7 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
                             f"at 0.1 % of bona fide {thresholds['hangup_window']}-chunk evidence windows (the live "
                             "policy's rolling means)",
         "evidence_windows": evidence_windows(thresholds),
+        **({"blend": blend.to_json(), "mlp_seed": mlp_seed} if blend is not None else {}),
         "calibrated_on": f"out-of-fold scores of train+dev ({oof_folds} folds by speaker and family)" if pooled
         else "dev",
         "dev": {"eer": thresholds["dev_eer"], "accuracy_at_eer_threshold": dev_rates["accuracy"],

@@ -25,9 +25,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from detector.gbm import CALIBRATION_FILE, MODEL_FILE
+from detector.gbm import CALIBRATION_FILE, MLP_FILE, MODEL_FILE
 
-MODEL_FILES = (MODEL_FILE, CALIBRATION_FILE, "gbm.md")
+MODEL_FILES = (MODEL_FILE, CALIBRATION_FILE, "gbm.md", MLP_FILE)
 VERSIONS = "versions"
 CURRENT = "current"
 HISTORY = "history.json"
@@ -167,8 +167,9 @@ def _install(models_dir: str | Path, name: str) -> ModelVersion:
     if not (src / MODEL_FILE).is_file():
         raise VersionError(f"version {name!r} has no {MODEL_FILE} in {src}")
     top = Path(models_dir)
-    # calibration first, model last: a cold start that races the copy fails the schema check loudly at worst
-    for f in (CALIBRATION_FILE, "gbm.md", MODEL_FILE):
+    # the MLP (which only a calibration naming it is read with), then calibration, model last: a cold start
+    # that races the copy fails the schema check loudly at worst
+    for f in (MLP_FILE, CALIBRATION_FILE, "gbm.md", MODEL_FILE):
         if (src / f).is_file():
             _atomic_write(top / f, (src / f).read_bytes())
         else:

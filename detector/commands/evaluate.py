@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cross-folds", action="store_true",
                    help="lofo: hold each family out against every bona fide speaker fold in turn (4x the models), "
                         "so a family's EER no longer depends on which voices it happened to meet")
+    p.add_argument("--mlp", action="store_true",
+                   help="lofo: each fold's model is the GBM blended with an MLP, as `train gbm --mlp` ships it")
+    p.add_argument("--mlp-seed", type=int, default=0, help="lofo --mlp: the MLP's seed")
     p.set_defaults(func=run)
 
 
@@ -51,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             summary = run_lofo(args.corpus, args.out or default_out, rounds=args.rounds, splits=splits,
                                feature_mask=mask, augment=args.augment,
-                               exclude_families=tuple(args.exclude_family), cross_folds=args.cross_folds)
+                               exclude_families=tuple(args.exclude_family), cross_folds=args.cross_folds,
+                               mlp_seed=args.mlp_seed if args.mlp else None)
         except ValueError as exc:
             print(f"callguard eval: {exc}")
             return 2

@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--pooled", action="store_true",
                    help="fit on train+dev for exactly --rounds rounds; thresholds from out-of-fold scores")
     g.add_argument("--oof-folds", type=int, default=5, help="folds for the out-of-fold calibration (--pooled)")
+    g.add_argument("--mlp", action="store_true",
+                   help="also train a small MLP on the same features and ship the blend (needs scikit-learn)")
+    g.add_argument("--mlp-seed", type=int, default=0, help="the MLP's initialisation and validation split")
     g.set_defaults(func=_train_gbm)
 
     w = kinds.add_parser("wavlm", help="WavLM classifier (needs ./setup --train); exports wavlm.onnx",
@@ -55,7 +58,7 @@ def _train_gbm(args: argparse.Namespace) -> int:
     from detector.train_gbm import train_gbm
 
     train_gbm(args.corpus, args.out, args.run_dir, rounds=args.rounds, seed=args.seed, pooled=args.pooled,
-              oof_folds=args.oof_folds)
+              oof_folds=args.oof_folds, mlp_seed=args.mlp_seed if args.mlp else None)
     return 0
 
 

@@ -213,3 +213,21 @@ def test_a_kept_refused_challenger_can_be_promoted_by_hand_logged_and_rolled_bac
     assert main(["models", "--models-dir", str(models), "rollback"]) == 0
     assert (models / "gbm.txt").read_bytes() == before
     capsys.readouterr()
+
+
+def test_a_champion_with_an_mlp_gives_a_challenger_with_a_refitted_mlp_and_blend(corpus, tmp_path):
+    champion = tmp_path / "champion"
+    train_gbm(corpus, champion, tmp_path / "run", rounds=30, early_stopping=1000, params=SMALL, mlp_seed=0)
+    models = _models(champion, tmp_path)
+    before = {f: (models / f).read_bytes() for f in versions.MODEL_FILES if (models / f).is_file()}
+    assert "gbm.mlp.npz" in before
+    review = _reviewed(tmp_path / "review", {f"call{i}": "synthetic" for i in range(6)})
+    record = retrain(corpus, review, models, RetrainSettings(rounds=40, early_stopping=20, eer_tolerance=1.0,
+                                                              far_tolerance=1.0))
+    assert record["event"] == "promoted", record["reasons"]
+    new, old = GBMDetector.load(models), GBMDetector.load(champion)
+    assert new.mlp is not None and not np.array_equal(new.mlp.w1, old.mlp.w1)  # learnt from the reviewed calls
+    assert new.blend is not None and new.blend != old.blend
+    assert new.score([_robot(999)])[0] > old.score([_robot(999)])[0]
+    versions.rollback(models, reason="test")
+    assert {f: (models / f).read_bytes() for f in versions.MODEL_FILES if (models / f).is_file()} == before

@@ -123,3 +123,32 @@ def test_hangup_threshold_is_measured_on_the_longer_hangup_window_and_the_calibr
     assert (t.warn_window, t.hangup_window) == (3, HANGUP_WINDOW)
     cal.write_text(json.dumps({"thresholds": {"eer": 0.5, "far_1pct": 0.9, "far_0_1pct": 0.99}}))
     assert Thresholds.from_calibration(cal).hangup_window is None  # an older calibration: the policy decides
+
+
+def test_training_with_an_mlp_ships_a_blend_that_scores_differently_from_the_trees(tiny_corpus, tmp_path):
+    from detector.corpus.manifest import load_manifest
+    from detector.featcache import corpus_features
+    from detector.scoring import ModelError
+
+    cal = train_gbm(tiny_corpus, tmp_path / "models", tmp_path / "run", rounds=30, pooled=True, oof_folds=3,
+                    mlp_seed=0)
+    assert cal["blend"]["gbm_logit_sd"] > 0 and cal["blend"]["mlp_logit_sd"] > 0
+    det = GBMDetector.load(tmp_path / "models")
+    assert det.mlp is not None
+    rows = [r for r in load_manifest(tiny_corpus) if r["split"] == "eval"]
+    x = corpus_features(tiny_corpus, rows)
+    labels = np.array([r["label"] == "spoof" for r in rows])
+    blended, trees = det.score_features(x), det.booster.predict(x)
+    assert not np.allclose(blended, trees)
+    assert blended[labels].mean() > blended[~labels].mean() + 0.3
+    (tmp_path / "models" / "gbm.mlp.npz").unlink()
+    with pytest.raises(ModelError, match="gbm.mlp.npz"):
+        GBMDetector.load(tmp_path / "models")
+
+
+def test_training_without_an_mlp_removes_a_stale_mlp_file(tiny_corpus, tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "gbm.mlp.npz").write_bytes(b"stale")
+    cal = train_gbm(tiny_corpus, tmp_path / "models", tmp_path / "run", rounds=20, early_stopping=1000)
+    assert "blend" not in cal and not (tmp_path / "models" / "gbm.mlp.npz").exists()
+    assert GBMDetector.load(tmp_path / "models").mlp is None
