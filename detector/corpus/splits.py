@@ -51,10 +51,12 @@ FAMILY_SPLIT = {
     # corpus v6: a parametric speech codec and a phase-vocoder voice changer, both train-only so that the dev
     # and eval splits stay exactly those of v5
     "codec2": "train", "rubberband": "train",
+    # corpus v7: two more voice-changer algorithms (PSOLA, WSOLA) beside the phase vocoder, train-only as well
+    "psola": "train", "wsola": "train",
     "pico": "dev", "griffinlim": "dev", "replay_rooms_b": "dev", "wavernn": "dev",
     "mbrola": "eval", "mlsa": "eval", "replay_rooms_c": "eval", "nsf": "eval",
 }
-RESYNTHESIS = {"world", "lpc", "griffinlim", "mlsa", "codec2", "rubberband"}
+RESYNTHESIS = {"world", "lpc", "griffinlim", "mlsa", "codec2", "rubberband", "psola", "wsola"}
 
 
 def group_splits(groups: list[str]) -> dict[str, str]:

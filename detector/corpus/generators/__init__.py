@@ -14,7 +14,8 @@ import importlib
 from types import ModuleType
 
 MODULES = ["espeak", "mbrola", "festival", "flite", "pico", "piper", "world", "lpc", "griffinlim", "mlsa",
-           "replay", "hifigan", "nsf", "mbmelgan", "wavernn", "codec2", "rubberband"]
+           "replay", "hifigan", "nsf", "mbmelgan", "wavernn", "codec2", "rubberband",
+           "psola", "wsola"]
 
 
 def load_all() -> dict[str, ModuleType]:

@@ -1,4 +1,5 @@
-"""The corpus v6 resynthesis families: Codec 2 re-synthesis and the Rubber Band voice changer."""
+"""The corpus v6/v7 resynthesis families: Codec 2 re-synthesis and three voice changers (Rubber Band's phase
+vocoder, Praat's PSOLA, SoX's WSOLA)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from detector.corpus.generators import codec2, load_all, rubberband
+from detector.corpus.generators import codec2, load_all, psola, rubberband, wsola
 from detector.corpus.splits import FAMILY_SPLIT
 
 
@@ -26,11 +27,13 @@ def _f0(x: np.ndarray, sr: int) -> float:
     return sr / (lo + int(np.argmax(ac[lo:hi])))
 
 
-@pytest.mark.parametrize("mod", [codec2, rubberband])
+@pytest.mark.parametrize("mod", [codec2, rubberband, psola, wsola])
 def test_same_job_gives_the_same_audio(mod) -> None:
     if mod.check():
         pytest.skip(mod.check())
-    x = _voiced(140.0)
+    # voiced, then a noisy (unvoiced) stretch: PSOLA fills unvoiced parts with randomly spaced periods
+    noise = 0.05 * np.random.default_rng(0).normal(size=8000).astype(np.float32)
+    x = np.concatenate([_voiced(140.0), noise, _voiced(120.0, seconds=1.0)])
     a = mod.transform(x, 8000, np.random.default_rng(3))
     mod.transform(_voiced(200.0), 8000, np.random.default_rng(4))
     b = mod.transform(x, 8000, np.random.default_rng(3))
@@ -62,8 +65,32 @@ def test_rubberband_shifts_the_pitch_by_the_drawn_semitones() -> None:
         assert abs(_f0(y, sr) / expected - 1) < 0.05, (voice, _f0(y, sr), expected)
 
 
+def test_psola_moves_the_pitch_median_by_the_drawn_semitones() -> None:
+    if psola.check():
+        pytest.skip(psola.check())
+    x = _voiced(150.0, seconds=2.5)
+    for seed in range(3):  # seeds whose jobs keep the duration: the pitch is then measured cleanly
+        y, sr, voice = psola.transform(x, 8000, np.random.default_rng(seed))
+        semitones = float(re.search(r"psola_([+-][0-9.]+)st", voice).group(1))
+        assert 3.0 <= abs(semitones) <= 8.0 and sr == 8000 and "_dur1.00" in voice
+        expected = 150.0 * 2 ** (semitones / 12)
+        assert abs(_f0(y, sr) / expected - 1) < 0.05, (voice, _f0(y, sr), expected)
+
+
+def test_wsola_shifts_the_pitch_by_the_drawn_cents() -> None:
+    if wsola.check():
+        pytest.skip(wsola.check())
+    x = _voiced(150.0, seconds=2.5)
+    for seed in range(4):
+        y, sr, voice = wsola.transform(x, 8000, np.random.default_rng(seed))
+        cents = float(re.search(r"sox_([+-][0-9]+)c", voice).group(1))
+        assert 250 <= abs(cents) <= 700 and sr == 8000
+        expected = 150.0 * 2 ** (cents / 1200)
+        assert abs(_f0(y, sr) / expected - 1) < 0.05, (voice, _f0(y, sr), expected)
+
+
 def test_new_families_are_registered_as_train_only_resynthesis() -> None:
     fams = load_all()
-    for fam in ("codec2", "rubberband"):
+    for fam in ("codec2", "rubberband", "psola", "wsola"):
         assert fams[fam].ATTACK_TYPE == "resynthesis" and fams[fam].KIND == "transform"
         assert FAMILY_SPLIT[fam] == "train"
