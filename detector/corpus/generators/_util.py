@@ -6,6 +6,7 @@ import io
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +85,16 @@ def import_with_shim(name: str):
 
 def import_pyworld():
     return import_with_shim("pyworld")
+
+
+def through_wav_tool(x: np.ndarray, sr: int, argv: Callable[[Path, Path, Path], list[str]],
+                     subtype: str = "FLOAT") -> tuple[np.ndarray, int]:
+    """Run a command-line audio tool on ``x``: it is written to ``in.wav`` (``subtype``) in a fresh temporary
+    directory, ``argv(directory, in.wav, out.wav)`` is run, and ``out.wav`` is read back (mono float32, NaN
+    made 0). ``argv`` may write files of its own (a script) into the directory first."""
+    with tempdir() as d:
+        src, out = Path(d, "in.wav"), Path(d, "out.wav")
+        sf.write(str(src), x.astype(np.float32), sr, subtype=subtype)
+        run(argv(Path(d), src, out))
+        y, rate = read_wav(out)
+    return np.nan_to_num(y).astype(np.float32), rate

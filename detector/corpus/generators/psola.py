@@ -14,9 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
-from detector.corpus.generators._util import need, read_wav, run, tempdir
+from detector.corpus.generators._util import need, through_wav_tool
 
 FAMILY = "psola"
 ATTACK_TYPE = "resynthesis"
@@ -61,15 +60,15 @@ def voice(rng: np.random.Generator) -> dict[str, float | int]:
 
 def transform(x: np.ndarray, sr: int, rng: np.random.Generator, family: str = FAMILY):
     v = voice(rng)
-    with tempdir() as d:
-        script, src, out = Path(d, "change.praat"), Path(d, "in.wav"), Path(d, "out.wav")
-        script.write_text(SCRIPT)
-        peak = float(np.max(np.abs(x))) or 1.0
-        sf.write(str(src), (0.9 * x / peak).astype(np.float32), sr, subtype="PCM_16")
-        run(["praat", "--run", "--no-pref-files", str(script), str(src), str(out),
-             f"{v['pitch_ratio']:.5f}", f"{v['formant_ratio']:.5f}", f"{v['range_factor']:.5f}",
-             f"{v['duration_factor']:.5f}", str(v["seed"])])
-        y, rate = read_wav(out)
+
+    def argv(d: Path, src: Path, out: Path) -> list[str]:
+        (d / "change.praat").write_text(SCRIPT)
+        return ["praat", "--run", "--no-pref-files", str(d / "change.praat"), str(src), str(out),
+                f"{v['pitch_ratio']:.5f}", f"{v['formant_ratio']:.5f}", f"{v['range_factor']:.5f}",
+                f"{v['duration_factor']:.5f}", str(v["seed"])]
+
+    peak = float(np.max(np.abs(x))) or 1.0
+    y, rate = through_wav_tool(0.9 * x / peak, sr, argv, subtype="PCM_16")
     desc = (f"psola_{v['semitones']:+.1f}st_formant{v['formant_ratio']:.2f}_range{v['range_factor']:.2f}"
             f"_dur{v['duration_factor']:.2f}")
-    return np.nan_to_num(y * peak / 0.9).astype(np.float32), rate, desc
+    return (y * peak / 0.9).astype(np.float32), rate, desc

@@ -10,12 +10,9 @@ change (most voice changers keep the tempo; some speed up or slow down speech to
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import soundfile as sf
 
-from detector.corpus.generators._util import need, read_wav, run, tempdir
+from detector.corpus.generators._util import need, through_wav_tool
 
 FAMILY = "rubberband"
 ATTACK_TYPE = "resynthesis"
@@ -38,9 +35,5 @@ def voice(rng: np.random.Generator) -> tuple[list[str], str]:
 
 def transform(x: np.ndarray, sr: int, rng: np.random.Generator, family: str = FAMILY):
     opts, desc = voice(rng)
-    with tempdir() as d:
-        src, out = Path(d, "in.wav"), Path(d, "out.wav")
-        sf.write(str(src), x.astype(np.float32), sr, subtype="FLOAT")
-        run(["rubberband", *opts, str(src), str(out)])
-        y, rate = read_wav(out)
-    return np.nan_to_num(y).astype(np.float32), rate, desc
+    y, rate = through_wav_tool(x, sr, lambda _d, src, out: ["rubberband", *opts, str(src), str(out)])
+    return y, rate, desc

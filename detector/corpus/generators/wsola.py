@@ -10,12 +10,9 @@ segments, phase jumps at the joins, a formant envelope shifted with the pitch. E
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import soundfile as sf
 
-from detector.corpus.generators._util import need, read_wav, run, tempdir
+from detector.corpus.generators._util import need, through_wav_tool
 
 FAMILY = "wsola"
 ATTACK_TYPE = "resynthesis"
@@ -36,10 +33,7 @@ def voice(rng: np.random.Generator) -> tuple[list[str], str]:
 
 def transform(x: np.ndarray, sr: int, rng: np.random.Generator, family: str = FAMILY):
     effects, desc = voice(rng)
-    with tempdir() as d:
-        src, out = Path(d, "in.wav"), Path(d, "out.wav")
-        sf.write(str(src), x.astype(np.float32), sr, subtype="FLOAT")
-        # -D: no dither and -R: repeatable, so the same job gives the same audio; float output avoids clipping
-        run(["sox", "-D", "-R", "-q", str(src), "-e", "floating-point", "-b", "32", str(out), *effects])
-        y, rate = read_wav(out)
-    return np.nan_to_num(y).astype(np.float32), rate, desc
+    # -D: no dither and -R: repeatable, so the same job gives the same audio; float output avoids clipping
+    y, rate = through_wav_tool(x, sr, lambda _d, src, out: ["sox", "-D", "-R", "-q", str(src), "-e", "floating-point",
+                                                            "-b", "32", str(out), *effects])
+    return y, rate, desc
