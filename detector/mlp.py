@@ -34,8 +34,7 @@ class MLP:
     b2: np.ndarray
 
     def scale(self, x: np.ndarray) -> np.ndarray:
-        z = np.clip((np.asarray(x, dtype=np.float64) - self.median) / self.iqr, -CLIP, CLIP)
-        return np.nan_to_num(z, nan=0.0)  # a missing feature value counts as the training median
+        return robust_scale(x, self.median, self.iqr)
 
     def logit(self, x: np.ndarray) -> np.ndarray:
         """Log-odds that each row (a feature vector) is a spoof."""
@@ -54,6 +53,19 @@ class MLP:
         return mlp
 
 
+def robust_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column median and interquartile range (plus 1e-6, so a constant column cannot divide by 0)."""
+    x = np.asarray(x, dtype=np.float64)
+    q75, q25 = np.nanpercentile(x, [75, 25], axis=0)
+    return np.nan_to_num(np.nanmedian(x, axis=0)), np.nan_to_num(q75 - q25) + 1e-6
+
+
+def robust_scale(x: np.ndarray, median: np.ndarray, iqr: np.ndarray) -> np.ndarray:
+    """Robust z-scores clipped to ±``CLIP``; a missing feature value counts as the training median."""
+    z = np.clip((np.asarray(x, dtype=np.float64) - median) / iqr, -CLIP, CLIP)
+    return np.nan_to_num(z, nan=0.0)
+
+
 def fit_mlp(x: np.ndarray, y: np.ndarray, seed: int = 0) -> MLP:
     """Train the MLP (scikit-learn's Adam, L2 0.01, early stopping on a 10 % validation share, at most 60
     epochs); the settings are the ones compared in docs/experiments/linear_lofo.py."""
@@ -62,16 +74,11 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, seed: int = 0) -> MLP:
         from sklearn.neural_network import MLPClassifier
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise RuntimeError("training the MLP needs scikit-learn: pip install 'callguard[train]'") from exc
-    x = np.asarray(x, dtype=np.float64)
-    median = np.nanmedian(x, axis=0)
-    q75, q25 = np.nanpercentile(x, [75, 25], axis=0)
-    iqr = np.nan_to_num(q75 - q25) + 1e-6
-    median = np.nan_to_num(median)
-    unfitted = MLP(median, iqr, np.zeros((x.shape[1], 1)), np.zeros(1), np.zeros((1, 1)), np.zeros(1))
+    median, iqr = robust_stats(x)
     clf = MLPClassifier((HIDDEN_UNITS,), alpha=1e-2, max_iter=60, early_stopping=True, random_state=seed)
     with warnings.catch_warnings():  # the 60-epoch cap is deliberate: more epochs fit the known families closer
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(unfitted.scale(x), np.asarray(y))
+        clf.fit(robust_scale(x, median, iqr), np.asarray(y))
     return MLP(median, iqr, clf.coefs_[0], clf.intercepts_[0], clf.coefs_[1], clf.intercepts_[1])
 
 

@@ -42,8 +42,8 @@ from detector.featcache import corpus_features
 from detector.features import FEATURE_SCHEMA_VERSION, feature_names
 from detector.gbm import CALIBRATION_FILE, MLP_FILE, MODEL_FILE, GBMDetector
 from detector.metrics import eer, rates_at
-from detector.mlp import Blend, fit_mlp
-from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, calibrate, evidence_windows, model_card
+from detector.mlp import fit_mlp
+from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, calibrate, evidence_windows, held_out_blend, model_card
 
 log = logging.getLogger(__name__)
 
@@ -187,14 +187,12 @@ def retrain(corpus_dir: str | Path, review_dir: str | Path, models_dir: str | Pa
                         init_model=init, keep_training_booster=True,
                         callbacks=[lgb.early_stopping(settings.early_stopping, first_metric_only=True, verbose=False)])
     best = booster.best_iteration or booster.current_iteration()
-    dev_scores = booster.predict(x_dev, num_iteration=best)
-    blend, mlp = None, None
-    if champion.mlp is not None:  # the MLP half is refitted on the same rows (it cannot continue like trees)
-        mlp = fit_mlp(x_train, y_train, seed=int(champion.calibration.get("mlp_seed") or 0))
-        dev_logits = booster.predict(x_dev, num_iteration=best, raw_score=True)
-        mlp_logits = mlp.logit(x_dev)
-        blend = Blend.from_bonafide(dev_logits[y_dev == 0], mlp_logits[y_dev == 0])
-        dev_scores = blend.probability(dev_logits, mlp_logits)
+    # a champion's MLP half is refitted on the same rows (it cannot continue like trees)
+    mlp = (fit_mlp(x_train, y_train, seed=int(champion.calibration.get("mlp_seed") or 0))
+           if champion.mlp is not None else None)
+    blend, dev_scores = held_out_blend(
+        np.column_stack([booster.predict(x_dev, num_iteration=best, raw_score=True),
+                         mlp.logit(x_dev) if mlp is not None else np.full(len(dev), np.nan)]), y_dev)
     thresholds = calibrate(y_dev, dev_scores, dev)  # on the live policy's evidence windows, as `train gbm` does
     dev_rates = rates_at(y_dev, dev_scores, thresholds["eer"])
 

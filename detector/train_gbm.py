@@ -89,6 +89,16 @@ def fit_model(x: np.ndarray, y: np.ndarray, weights: np.ndarray, params: dict, r
     return FittedModel(booster, fit_mlp(x, y, seed=mlp_seed) if mlp_seed is not None else None)
 
 
+def held_out_blend(logits: np.ndarray, labels: np.ndarray) -> tuple[Blend | None, np.ndarray]:
+    """From held-out log-odds (``FittedModel.logits`` columns; column 1 all NaN without an MLP): the blend
+    weighed on their bona fide rows, as the thresholds are, and each row's score (the booster's probability
+    without an MLP)."""
+    if np.isnan(logits[:, 1]).all():
+        return None, 1.0 / (1.0 + np.exp(-logits[:, 0]))
+    blend = Blend.from_bonafide(logits[labels == 0, 0], logits[labels == 0, 1])
+    return blend, blend.probability(logits[:, 0], logits[:, 1])
+
+
 EVIDENCE_WINDOW = 3  # chunks the live policy averages for its warn decision (plugin.config.Policy.window)
 # Chunks averaged for the hang-up decision: 10 s of speech. Hanging up is the costly action, and a longer mean
 # narrows the bona fide tail (out-of-fold on train+dev, 0.1 % false alarms: 0.9979 on 3 chunks, 0.9958 on 5),
@@ -284,10 +294,7 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
         cal_y, cal_rows = y_dev, dev
         logits = np.column_stack([booster.predict(x_dev, num_iteration=best, raw_score=True),
                                   mlp.logit(x_dev) if mlp is not None else np.full(len(dev), np.nan)])
-    # the blend's weights, like the thresholds, come from bona fide rows the scoring models never saw
-    blend = Blend.from_bonafide(logits[cal_y == 0, 0], logits[cal_y == 0, 1]) if mlp is not None else None
-    cal_scores = (blend.probability(logits[:, 0], logits[:, 1]) if blend is not None
-                  else 1.0 / (1.0 + np.exp(-logits[:, 0])))
+    blend, cal_scores = held_out_blend(logits, cal_y)
     thresholds = calibrate(cal_y, cal_scores, cal_rows)
     dev_rates = rates_at(cal_y, cal_scores, thresholds["eer"])
 

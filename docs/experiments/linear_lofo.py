@@ -24,14 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lofo_variants import Protocol  # noqa: E402
 
 from detector.metrics import eer  # noqa: E402
+from detector.mlp import robust_scale as robust_scale_with  # noqa: E402
+from detector.mlp import robust_stats  # noqa: E402
 from detector.train_gbm import balanced_weights  # noqa: E402
 
 
 def robust_scale(fit: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    """Median/IQR of the training rows, then clipped to ±6: one wild feature value cannot dominate."""
-    med = np.median(fit, axis=0)
-    iqr = np.subtract(*np.percentile(fit, [75, 25], axis=0)) + 1e-6
-    return [np.clip((a - med) / iqr, -6, 6) for a in (fit, *others)]
+    """Median/IQR of the training rows, then clipped to ±6 (``detector.mlp``'s scaling)."""
+    median, iqr = robust_stats(fit)
+    return [robust_scale_with(a, median, iqr) for a in (fit, *others)]
 
 
 def main() -> int:
