@@ -53,39 +53,27 @@ def test_codec2_resynthesises_at_8khz_keeping_pitch_and_length_but_not_the_wavef
     assert abs(np.corrcoef(ref, y[: len(ref)])[0, 1]) < 0.9  # parameters re-synthesised, not the samples
 
 
-def test_rubberband_shifts_the_pitch_by_the_drawn_semitones() -> None:
-    if rubberband.check():
-        pytest.skip(rubberband.check())
+# (module, pattern of the drawn shift in the voice description, its unit per octave, allowed |shift|, seeds,
+# text every checked voice must contain): psola's seeds 0-2 keep the duration, so the pitch is measured cleanly
+VOICE_CHANGERS = [
+    (rubberband, r"_([+-][0-9.]+)st", 12, (2.0, 6.0), range(4), ""),
+    (psola, r"psola_([+-][0-9.]+)st", 12, (3.0, 8.0), range(3), "_dur1.00"),
+    (wsola, r"sox_([+-][0-9]+)c", 1200, (250.0, 700.0), range(4), ""),
+]
+
+
+@pytest.mark.parametrize("mod, pattern, per_octave, bounds, seeds, must_contain", VOICE_CHANGERS,
+                         ids=[v[0].FAMILY for v in VOICE_CHANGERS])
+def test_voice_changers_shift_the_pitch_by_the_drawn_amount(mod, pattern, per_octave, bounds, seeds,
+                                                            must_contain) -> None:
+    if mod.check():
+        pytest.skip(mod.check())
     x = _voiced(150.0, seconds=2.5)
-    for seed in range(4):
-        y, sr, voice = rubberband.transform(x, 8000, np.random.default_rng(seed))
-        semitones = float(re.search(r"_([+-][0-9.]+)st", voice).group(1))
-        assert 2.0 <= abs(semitones) <= 6.0 and sr == 8000
-        expected = 150.0 * 2 ** (semitones / 12)
-        assert abs(_f0(y, sr) / expected - 1) < 0.05, (voice, _f0(y, sr), expected)
-
-
-def test_psola_moves_the_pitch_median_by_the_drawn_semitones() -> None:
-    if psola.check():
-        pytest.skip(psola.check())
-    x = _voiced(150.0, seconds=2.5)
-    for seed in range(3):  # seeds whose jobs keep the duration: the pitch is then measured cleanly
-        y, sr, voice = psola.transform(x, 8000, np.random.default_rng(seed))
-        semitones = float(re.search(r"psola_([+-][0-9.]+)st", voice).group(1))
-        assert 3.0 <= abs(semitones) <= 8.0 and sr == 8000 and "_dur1.00" in voice
-        expected = 150.0 * 2 ** (semitones / 12)
-        assert abs(_f0(y, sr) / expected - 1) < 0.05, (voice, _f0(y, sr), expected)
-
-
-def test_wsola_shifts_the_pitch_by_the_drawn_cents() -> None:
-    if wsola.check():
-        pytest.skip(wsola.check())
-    x = _voiced(150.0, seconds=2.5)
-    for seed in range(4):
-        y, sr, voice = wsola.transform(x, 8000, np.random.default_rng(seed))
-        cents = float(re.search(r"sox_([+-][0-9]+)c", voice).group(1))
-        assert 250 <= abs(cents) <= 700 and sr == 8000
-        expected = 150.0 * 2 ** (cents / 1200)
+    for seed in seeds:
+        y, sr, voice = mod.transform(x, 8000, np.random.default_rng(seed))
+        shift = float(re.search(pattern, voice).group(1))
+        assert bounds[0] <= abs(shift) <= bounds[1] and sr == 8000 and must_contain in voice
+        expected = 150.0 * 2 ** (shift / per_octave)
         assert abs(_f0(y, sr) / expected - 1) < 0.05, (voice, _f0(y, sr), expected)
 
 
