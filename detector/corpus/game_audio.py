@@ -1,6 +1,6 @@
 """Reading bona fide recordings that are not plain audio files: game speech containers.
 
-Two game packages store speech in ways ``detector.audio.load_audio`` cannot open directly:
+Three game packages store speech in ways ``detector.audio.load_audio`` cannot open directly:
 
 - Flight of the Amazon Queen (``queen.1c``): one ScummVM "QTBL" resource archive. Layout (big-endian):
   ``b"QTBL"``, a 6-byte version (``b"CEM10\\0"``), 2 flag bytes, 1 compression byte (0 none, 1 MP3, 2 Ogg
@@ -9,6 +9,8 @@ Two game packages store speech in ways ``detector.audio.load_audio`` cannot open
   (11025 Hz mono, 16 kbit/s), which libsndfile decodes from memory. An archive member is named by the
   *member path* ``<archive>::<entry name>`` so that it can travel through the build like a file path.
 - Drascula (``*.ALS``): headerless unsigned 8-bit PCM, mono, 11025 Hz.
+- Beneath a Steel Sky (``sky.dsk`` + ``sky.dnr``): RNC-packed unsigned 8-bit PCM, 11025 Hz, read by
+  ``detector.corpus.sky_audio``; a speech file is the member path ``<.../sky.dsk>::<file number>``.
 
 ``recording_rate``, ``recording_duration`` and ``load_recording`` accept any recording the inventory lists
 (plain files, GSM, ALS files and archive members) and are what the corpus builder uses.
@@ -28,6 +30,7 @@ import numpy as np
 import soundfile as sf
 
 from detector.audio import AudioError, load_audio, resample
+from detector.corpus import sky_audio
 
 MEMBER_SEP = "::"
 QTBL_MAGIC = b"QTBL"
@@ -195,6 +198,17 @@ def _is_als(path: str | Path) -> bool:
     return str(path).lower().endswith(".als")
 
 
+def _sky_member(member: tuple[str, str] | None) -> tuple[str, int] | None:
+    """(sky.dsk path, file number) for a Beneath a Steel Sky member path, None for anything else."""
+    if member is None or Path(member[0]).name.lower() != sky_audio.SKY_DSK:
+        return None
+    try:
+        return member[0], int(member[1])
+    except ValueError:
+        raise AudioError(f"{member[0]}{MEMBER_SEP}{member[1]}: a {sky_audio.SKY_DSK} member is a file number") \
+            from None
+
+
 def recording_rate(path: str | Path) -> int:
     """Native sample rate of a recording listed by the inventory."""
     s = str(path)
@@ -203,6 +217,8 @@ def recording_rate(path: str | Path) -> int:
     if _is_als(s):
         return ALS_RATE
     member = split_member(s)
+    if _sky_member(member):
+        return sky_audio.SPEECH_RATE
     if member:
         data = read_member(*member)
         try:
@@ -221,6 +237,9 @@ def recording_duration(path: str | Path) -> float:
         if _is_als(s):
             return os.path.getsize(s) / ALS_RATE
         member = split_member(s)
+        sky = _sky_member(member)
+        if sky:
+            return sky_audio.speech_duration(*sky)
         if member:
             data = read_member(*member)
             try:
@@ -245,6 +264,14 @@ def load_recording(path: str | Path, target_rate: int) -> np.ndarray:
             raise AudioError(f"{s}: the file holds no audio samples")
         return resample(decode_als(data), ALS_RATE, target_rate)
     member = split_member(s)
+    sky = _sky_member(member)
+    if sky:
+        try:
+            x = sky_audio.decode_speech(*sky)
+        except (OSError, KeyError, sky_audio.SkyDataError) as exc:
+            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            raise AudioError(f"{s}: cannot read this Beneath a Steel Sky speech file ({msg})") from exc
+        return resample(x, sky_audio.SPEECH_RATE, target_rate)
     if member:
         try:
             data = read_member(*member)

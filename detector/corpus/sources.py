@@ -25,6 +25,11 @@ speaker(s) and the licence read from the package's copyright file. Rules:
 - Drascula (English ``drascula`` and Spanish ``drascula-spanish``; never ``drascula-italian``, which is the
   English audio again): ``*.ALS`` roles from the file-name prefix (``engines/drascula/talk.cpp``), one group
   per language. Symlinks are skipped (the Spanish package links a few English files).
+- Beneath a Steel Sky: the CD speech inside ``sky.dsk`` (``detector.corpus.sky_audio``), one group ``bass``
+  (uncredited actors double roles): Robert Foster is ``bass_foster``, every other human character and the
+  intro's shaman, Reich and guard are pooled in ``bass_cast``. Left out: machines, holograms and transmitted
+  or processed voices (Joey and his shells, the monitor, the jukebox, the holograms, the phone, LINC speaking
+  through Foster, the muffled radiation-suit man) and lines whose speaker is unknown or conflicting.
 - ``codec_history`` names any lossy coding a pack went through before the build (gsm, mp3-16k, pcm-u8):
   a detector could learn it as a "human" cue, so the report lists these packs.
 """
@@ -37,6 +42,10 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from detector.corpus.sky_audio import LineLabel
 
 AUDIO_SUFFIXES = {".wav", ".gsm", ".ogg"}
 
@@ -141,6 +150,26 @@ DRASCULA_LICENCE = "Drascula-License (freeware)"
 DRASCULA_CODEC = "pcm-u8"
 DRASCULA_PREFIX = {"": "hacker", "VB": "vonbraun", "BJ": "bj", "I": "igor", "T": "bartender", "B": "drunk",
                    "P": "pianist"}   # L (werewolf), E, S, F: minor roles, pooled
+
+
+# Beneath a Steel Sky (ScummVM CD talkie 0.0372): RNC-packed 8-bit speech inside sky.dsk, speakers labelled
+# from the game scripts (sky_audio.speaker_labels).
+BASS = "beneath-a-steel-sky"
+BASS_LICENCE = "Beneath-a-Steel-Sky-License (freeware)"
+BASS_DIR = "usr/share/scummvm/beneath-a-steel-sky"
+BASS_GROUP = "bass"
+BASS_MAX_MINUTES = {"bass_foster": 30.0, "bass_cast": 45.0}
+BASS_CODEC = "pcm-u8"
+# labels of voices that are not natural human speech: never bona fide
+BASS_NOT_HUMAN = {
+    "joey": "robot (also in his welder shell)", "medi": "medical robot, one of Joey's shells",
+    "ken": "Joey in the android Ken's body", "android": "android", "monitor": "security robot",
+    "jukebox": "talking jukebox", "anita(holo)": "Anita's hologram", "helga(holo)": "hologram receptionist",
+    "piermont(phone)": "voice on the telephone", "foster(linc)": "LINC speaking through Foster in its chair",
+    "radman": "muffled gibberish inside a radiation suit",
+}
+BASS_ROLES = ("foster", "cast")
+BASS_EXCLUDED = ("not_human", "unlabelled", "conflicting")
 
 
 def default_packages_dir() -> Path:
@@ -261,6 +290,18 @@ def drascula_role(stem: str) -> str | None:
     return DRASCULA_PREFIX.get(prefix, "minor")
 
 
+def bass_role(label: LineLabel) -> str:
+    """'foster', 'cast', or why the line is left out ('not_human', 'unlabelled', 'conflicting') for a
+    ``sky_audio.LineLabel``."""
+    if label.conflicting:
+        return "conflicting"
+    if not label.character:
+        return "unlabelled"
+    if label.character in BASS_NOT_HUMAN:
+        return "not_human"
+    return "foster" if label.character == "foster" else "cast"
+
+
 def _unpacked_root(pkg: str, packages_dir: Path | None) -> Path | None:
     """The folder of a package: / when installed, data/packages/<pkg> when unpacked, else None."""
     if _dpkg_files(pkg):
@@ -337,6 +378,38 @@ def _drascula_packs(packages_dir: Path | None) -> tuple[list[Pack], list[str]]:
     return packs, missing
 
 
+def _bass_packs(packages_dir: Path | None) -> tuple[list[Pack], list[str]]:
+    from detector.corpus.game_audio import member_path
+    from detector.corpus.sky_audio import SKY_DSK, SkyDataError, speaker_labels
+
+    root = _unpacked_root(BASS, packages_dir)
+    dsk = root / BASS_DIR / SKY_DSK if root else None
+    if dsk is None or not dsk.is_file():
+        return [], [f"{BASS}: not found (optional; ./setup unpacks it into data/packages/)"]
+    try:
+        labels = speaker_labels(dsk)
+    except (OSError, KeyError, SkyDataError) as exc:
+        return [], [f"{BASS}: {dsk} unreadable ({exc})"]
+    files: dict[str, list[Path]] = {role: [] for role in BASS_ROLES}
+    left_out = dict.fromkeys(BASS_EXCLUDED, 0)
+    cast: set[str] = set()
+    for number, label in sorted(labels.items()):
+        role = bass_role(label)
+        if role in files:
+            files[role].append(member_path(dsk, str(number)))
+            if role == "cast":
+                cast.add(label.character)
+        else:
+            left_out[role] += 1
+    gone = ", ".join(f"{n} {why}" for why, n in left_out.items())
+    notes = {"foster": "Robert Foster (lead; dialogue, look-at lines, intro narration)",
+             "cast": f"{len(cast)} other human characters pooled (uncredited actors double roles); "
+                     f"lines left out: {gone}"}
+    packs = [Pack(BASS, f"bass_{role}", BASS_GROUP, "en", BASS_LICENCE, False, fs, notes[role], BASS_CODEC,
+                  BASS_MAX_MINUTES[f"bass_{role}"]) for role, fs in files.items() if fs]
+    return packs, []
+
+
 def inventory(packages_dir: Path | None = None, include_klettres: bool = True) -> tuple[list[Pack], list[str]]:
     """All bona fide packs found on this machine, and messages about packs that are missing."""
     packs: list[Pack] = []
@@ -386,7 +459,7 @@ def inventory(packages_dir: Path | None = None, include_klettres: bool = True) -
             lang = KLETTRES_LANG.get(code, code)
             packs.append(Pack(KLETTRES, f"klettres_{code}", f"klettres_{lang}", lang, KLETTRES_LICENCE, False,
                               sorted(fs), "short letters/syllables clips, one native voice per language"))
-    for extra in (_tuxpaint_packs, _fotaq_packs, _drascula_packs):
+    for extra in (_tuxpaint_packs, _fotaq_packs, _drascula_packs, _bass_packs):
         more, gone = extra(packages_dir)
         packs += more
         missing += gone

@@ -36,6 +36,7 @@ GROUP_SPLIT = {
     "tuxpaint_nl": "train",
     "tuxpaint_fr": "dev", "edwin_veber": "dev", "tuxpaint_ml": "dev",
     "kiriaki_serafeim": "eval", "krasimir_petkov": "eval",
+    "bass": "train",  # corpus v8: Beneath a Steel Sky (bass_foster + bass_cast), a train-only source
 }
 # Groups that must share a split (they may hold the same person)
 SAME_SPLIT: list[tuple[str, ...]] = [

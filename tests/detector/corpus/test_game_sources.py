@@ -229,7 +229,8 @@ def test_missing_game_packages_give_a_clear_note(tmp_path: Path) -> None:
     empty = tmp_path / "none"
     empty.mkdir()
     for fn, pkgs in ((sources._tuxpaint_packs, [sources.TUXPAINT]), (sources._fotaq_packs, [sources.FOTAQ]),
-                     (sources._drascula_packs, ["drascula", "drascula-spanish"])):
+                     (sources._drascula_packs, ["drascula", "drascula-spanish"]),
+                     (sources._bass_packs, [sources.BASS])):
         packs, missing = fn(empty)
         assert packs == []
         assert [m.split(":")[0] for m in missing] == pkgs
@@ -284,7 +285,7 @@ def test_report_lists_codec_histories_also_for_old_build_info() -> None:
 def test_vocoder_training_data_leaves_out_the_later_sources() -> None:
     from detector.corpus.neural_vocoders.dsp import LATER_SOURCES
 
-    assert LATER_SOURCES == {sources.TUXPAINT, sources.FOTAQ, *sources.DRASCULA}
+    assert LATER_SOURCES == {sources.TUXPAINT, sources.FOTAQ, *sources.DRASCULA, sources.BASS}
     assert sources.DRASCULA_NEVER not in sources.DRASCULA
 
 
