@@ -52,7 +52,8 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
              feature_mask: np.ndarray | None = None, augment: str | None = None,
              exclude_families: tuple[str, ...] = (),
              extra_features: Callable[[Path, list[dict]], np.ndarray] | None = None,
-             cross_folds: bool = False, mlp_seed: int | None = None) -> dict:
+             cross_folds: bool = False, mlp_seed: int | None = None,
+             exclude_groups: tuple[str, ...] = (), train_only_groups: tuple[str, ...] = ()) -> dict:
     """Run the protocol. ``splits=("train", "dev")`` keeps the eval split out, for model-selection
     experiments; the shipped report uses all splits. ``feature_mask`` selects feature columns.
     ``augment`` ("rawboost"): each fold's model also trains on a perturbed copy of its training chunks
@@ -65,7 +66,11 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
     times the models), and its EER is the mean over those folds. Without it each family meets one fold, so a
     family's EER also measures how hard that fold's voices are; crossing separates the two effects.
     ``mlp_seed``: each fold's model is the GBM blended with an MLP (``detector.mlp``), as `train gbm --mlp`
-    ships it; the blend's weights come from the fold's calibration bona fide rows."""
+    ships it; the blend's weights come from the fold's calibration bona fide rows.
+    ``exclude_groups``: those speaker groups' rows (bona fide and the spoofs made from their voices) are
+    never used. ``train_only_groups``: those groups always train and are never in a held-out speaker fold.
+    Run once with a group in each, the two runs test the same folds, so they measure what the group's
+    speech adds to training (a new bona fide source, say)."""
     from detector.corpus.manifest import load_manifest
 
     rows = [r for r in load_manifest(corpus_dir) if r["split"] in splits]
@@ -86,8 +91,12 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
     unknown = sorted(set(exclude_families) - set(families))
     if unknown:
         raise ValueError(f"unknown generator family(ies) {', '.join(unknown)}; known: {', '.join(families)}")
-    excluded = np.isin(family, list(exclude_families))
-    folds = speaker_folds(rows, n_speaker_folds)
+    unknown = sorted((set(exclude_groups) | set(train_only_groups)) - set(speaker))
+    if unknown:
+        raise ValueError(f"unknown speaker group(s) {', '.join(unknown)}")
+    excluded = np.isin(family, list(exclude_families)) | np.isin(speaker, list(exclude_groups))
+    not_held = set(exclude_groups) | set(train_only_groups)
+    folds = speaker_folds([r for r in rows if speaker_group(r) not in not_held], n_speaker_folds)
     p = dict(DEFAULT_PARAMS, **(params or {}))
     p.pop("metric", None)
     results, speaker_far = [], defaultdict(list)
@@ -146,6 +155,7 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
                                    "far_hangup": float(np.mean([v[1] for v in vals])),
                                    "chunks": int(vals[0][2])} for s, vals in speaker_far.items()},
                "excluded_families": sorted(exclude_families), "cross_folds": cross_folds,
+               "excluded_groups": sorted(exclude_groups), "train_only_groups": sorted(train_only_groups),
                "model": "gbm+mlp" if mlp_seed is not None else "gbm",
                "n_speaker_folds": len(folds)}
     if out_dir is not None:
@@ -167,6 +177,10 @@ def write_report(summary: dict, out_dir: Path) -> None:
              f"mean {100 * summary['mean_eer_recording']:.2f} %.",
              *([f"Families kept out of every fold's training (and not held out): "
                 f"{', '.join(summary['excluded_families'])}.", ""] if summary.get("excluded_families") else []),
+             *([f"Speaker groups never used (nor spoofs made from their voices): "
+                f"{', '.join(summary['excluded_groups'])}.", ""] if summary.get("excluded_groups") else []),
+             *([f"Speaker groups that always train and are never held out: "
+                f"{', '.join(summary['train_only_groups'])}.", ""] if summary.get("train_only_groups") else []),
              *([f"Every family is held out against each of the {summary['n_speaker_folds']} bona fide speaker "
                 f"folds in turn; its EER is the mean over the folds (each fold's EER in the last column, folds "
                 f"listed at the end)."] if summary.get("cross_folds") else []),

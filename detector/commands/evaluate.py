@@ -29,6 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude-family", action="append", default=[], metavar="FAMILY",
                    help="lofo: keep this generator family out of every fold's training and out of the held-out "
                         "folds; repeatable, to measure what a family adds")
+    p.add_argument("--exclude-speaker-group", action="append", default=[], metavar="GROUP",
+                   help="lofo: never use this bona fide speaker group (nor spoofs made from its voices); "
+                        "repeatable")
+    p.add_argument("--train-only-speaker-group", action="append", default=[], metavar="GROUP",
+                   help="lofo: this speaker group always trains and is never held out; with "
+                        "--exclude-speaker-group in a second run, measures what a bona fide source adds")
     p.add_argument("--cross-folds", action="store_true",
                    help="lofo: hold each family out against every bona fide speaker fold in turn (4x the models), "
                         "so a family's EER no longer depends on which voices it happened to meet")
@@ -48,14 +54,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"callguard eval: {exc}")
             return 2
         splits = ("train", "dev") if args.model_selection else ("train", "dev", "eval")
-        variant = args.model_selection or mask is not None or args.augment is not None or args.exclude_family
+        variant = (args.model_selection or mask is not None or args.augment is not None or args.exclude_family
+                   or args.exclude_speaker_group or args.train_only_speaker_group)
         shipped_report = Path("models/reports/lofo_crossed" if args.cross_folds else "models/reports/lofo")
         default_out = None if variant else shipped_report
         try:
             summary = run_lofo(args.corpus, args.out or default_out, rounds=args.rounds, splits=splits,
                                feature_mask=mask, augment=args.augment,
                                exclude_families=tuple(args.exclude_family), cross_folds=args.cross_folds,
-                               mlp_seed=args.mlp_seed if args.mlp else None)
+                               mlp_seed=args.mlp_seed if args.mlp else None,
+                               exclude_groups=tuple(args.exclude_speaker_group),
+                               train_only_groups=tuple(args.train_only_speaker_group))
         except ValueError as exc:
             print(f"callguard eval: {exc}")
             return 2
