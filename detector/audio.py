@@ -88,6 +88,11 @@ def to_float(pcm: np.ndarray) -> np.ndarray:
     return pcm.astype(np.float32) / 32768.0
 
 
+def u8_to_float(pcm: bytes) -> np.ndarray:
+    """Unsigned 8-bit PCM (old game audio) as float32 in [-1, 1)."""
+    return (np.frombuffer(pcm, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+
+
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Polyphase resampling (anti-aliased) between integer rates."""
     if sr_in == sr_out:

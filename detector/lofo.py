@@ -67,8 +67,10 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
     family's EER also measures how hard that fold's voices are; crossing separates the two effects.
     ``mlp_seed``: each fold's model is the GBM blended with an MLP (``detector.mlp``), as `train gbm --mlp`
     ships it; the blend's weights come from the fold's calibration bona fide rows.
-    ``exclude_groups``: those speaker groups' rows (bona fide and the spoofs made from their voices) are
-    never used. ``train_only_groups``: those groups always train and are never in a held-out speaker fold.
+    ``exclude_groups``: those speaker groups' rows (bona fide and the spoofs made from their voices) never
+    train and their bona fide speech is never tested; a held-out family's test spoofs stay the same, so that
+    paired runs test the same rows. ``train_only_groups``: those groups always train and are never
+    in a held-out speaker fold.
     Run once with a group in each, the two runs test the same folds, so they measure what the group's
     speech adds to training (a new bona fide source, say)."""
     from detector.corpus.manifest import load_manifest
@@ -91,12 +93,12 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
     unknown = sorted(set(exclude_families) - set(families))
     if unknown:
         raise ValueError(f"unknown generator family(ies) {', '.join(unknown)}; known: {', '.join(families)}")
-    unknown = sorted((set(exclude_groups) | set(train_only_groups)) - set(speaker))
+    not_held = set(exclude_groups) | set(train_only_groups)
+    unknown = sorted(not_held - set(speaker))
     if unknown:
         raise ValueError(f"unknown speaker group(s) {', '.join(unknown)}")
     excluded = np.isin(family, list(exclude_families)) | np.isin(speaker, list(exclude_groups))
-    not_held = set(exclude_groups) | set(train_only_groups)
-    folds = speaker_folds([r for r in rows if speaker_group(r) not in not_held], n_speaker_folds)
+    folds = speaker_folds([r for r, s in zip(rows, speaker, strict=True) if s not in not_held], n_speaker_folds)
     p = dict(DEFAULT_PARAMS, **(params or {}))
     p.pop("metric", None)
     results, speaker_far = [], defaultdict(list)
@@ -177,7 +179,8 @@ def write_report(summary: dict, out_dir: Path) -> None:
              f"mean {100 * summary['mean_eer_recording']:.2f} %.",
              *([f"Families kept out of every fold's training (and not held out): "
                 f"{', '.join(summary['excluded_families'])}.", ""] if summary.get("excluded_families") else []),
-             *([f"Speaker groups never used (nor spoofs made from their voices): "
+             *([f"Speaker groups that never train (nor spoofs made from their voices) and whose bona fide "
+                f"speech is never tested: "
                 f"{', '.join(summary['excluded_groups'])}.", ""] if summary.get("excluded_groups") else []),
              *([f"Speaker groups that always train and are never held out: "
                 f"{', '.join(summary['train_only_groups'])}.", ""] if summary.get("train_only_groups") else []),

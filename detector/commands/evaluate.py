@@ -30,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="lofo: keep this generator family out of every fold's training and out of the held-out "
                         "folds; repeatable, to measure what a family adds")
     p.add_argument("--exclude-speaker-group", action="append", default=[], metavar="GROUP",
-                   help="lofo: never use this bona fide speaker group (nor spoofs made from its voices); "
-                        "repeatable")
+                   help="lofo: never train on this bona fide speaker group (nor on spoofs made from its voices) "
+                        "and never test its bona fide speech; repeatable")
     p.add_argument("--train-only-speaker-group", action="append", default=[], metavar="GROUP",
                    help="lofo: this speaker group always trains and is never held out; with "
                         "--exclude-speaker-group in a second run, measures what a bona fide source adds")

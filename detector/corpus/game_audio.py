@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from detector.audio import AudioError, load_audio, resample
+from detector.audio import AudioError, load_audio, resample, u8_to_float
 from detector.corpus import sky_audio
 
 MEMBER_SEP = "::"
@@ -172,7 +172,7 @@ def mp3_bitrate(data: bytes) -> int | None:
 
 def decode_als(data: bytes) -> np.ndarray:
     """Drascula ALS audio (headerless unsigned 8-bit PCM) as float32 in [-1, 1) at ``ALS_RATE``."""
-    return (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    return u8_to_float(data)
 
 
 def decode_bytes(data: bytes, what: str) -> tuple[np.ndarray, int]:

@@ -54,6 +54,8 @@ from pathlib import Path
 
 import numpy as np
 
+from detector.audio import u8_to_float
+
 SKY_DSK = "sky.dsk"
 SKY_DNR = "sky.dnr"
 SKY_CPT = "sky.cpt"
@@ -489,17 +491,12 @@ def speech_bytes(dsk: str | Path, number: int, check_crc: bool = True) -> bytes:
     return load_file(dsk, number, check_crc)[HEADER_LEN:]
 
 
-def decode_u8(pcm: bytes) -> np.ndarray:
-    """Unsigned 8-bit PCM as float32 in [-1, 1)."""
-    return (np.frombuffer(pcm, np.uint8).astype(np.float32) - 128.0) / 128.0
-
-
 def decode_speech(dsk: str | Path, number: int, check_crc: bool = True) -> np.ndarray:
     """Speech file ``number`` as float32 at :data:`SPEECH_RATE` (SkyDataError if corrupt or empty)."""
     pcm = speech_bytes(dsk, number, check_crc)
     if not pcm:
         raise SkyDataError(f"file {number}: holds no audio samples")
-    return decode_u8(pcm)
+    return u8_to_float(pcm)
 
 
 def speech_duration(dsk: str | Path, number: int) -> float:
@@ -671,5 +668,6 @@ def speaker_labels(dsk: str | Path) -> dict[int, LineLabel]:
     """Speech file -> label for every speech file of ``<folder>/sky.dsk`` (needs ``sky.cpt`` beside it;
     computed once per data version and cached)."""
     cpt = Path(dsk).with_name(SKY_CPT)
-    stamp = tuple(x for p in (dsk, cpt, _dnr_path(dsk)) for x in (os.stat(p).st_mtime_ns, os.stat(p).st_size))
+    stats = [os.stat(p) for p in (dsk, cpt, _dnr_path(dsk))]
+    stamp = tuple(x for st in stats for x in (st.st_mtime_ns, st.st_size))
     return _cached_labels(str(dsk), str(cpt), stamp)
