@@ -5,7 +5,13 @@ import pytest
 
 from detector.audio import load_audio, resample
 from detector.chunking import speech_chunks
-from detector.features import extract_features, extract_matrix, feature_group, feature_names
+from detector.features import (
+    FEATURE_SCHEMA_VERSION,
+    extract_features,
+    extract_matrix,
+    feature_group,
+    feature_names,
+)
 
 PROMPTS = sorted(glob.glob("/usr/share/asterisk/sounds/en_US_f_Allison/*.wav"))[20:40]
 
@@ -77,8 +83,23 @@ def test_features_match_the_reference_the_shipped_model_was_trained_on():
     import json
     from pathlib import Path
 
-    ref = json.loads((Path(__file__).parents[1] / "fixtures/features/reference_v1.json").read_text())
+    fixture = Path(__file__).parents[1] / f"fixtures/features/reference_v{FEATURE_SCHEMA_VERSION}.json"
+    ref = json.loads(fixture.read_text())
     got = extract_features(reference_signal())
     assert list(got) == list(ref)
     bad = {n: (ref[n], got[n]) for n in ref if not np.isclose(got[n], ref[n], rtol=1e-3, atol=1e-5)}
     assert not bad
+
+
+def test_cepstral_features_ignore_a_fixed_channel_tilt():
+    """Schema 2 keeps no long-term envelope statistic: a fixed filter (the line's or the microphone's tilt) only
+    shifts every frame's cepstrum by a constant, which spreads and deltas do not see."""
+    from scipy.signal import lfilter
+
+    x = reference_signal()
+    tilted = lfilter([1.0, -0.7], [1.0], x).astype(np.float32)
+    a, b = extract_features(x), extract_features(tilted)
+    cepstral = [n for n in a if feature_group(n) in ("lfcc", "cqcc", "mfcc")]
+    assert len(cepstral) == 88
+    change = {n: abs(a[n] - b[n]) / (abs(a[n]) + 1e-3) for n in cepstral}
+    assert max(change.values()) < 0.15, max(change.items(), key=lambda kv: kv[1])
