@@ -151,6 +151,27 @@ def evidence_windows(thresholds: dict) -> dict[str, int]:
     return {"warn": int(thresholds.get("warn_window", 1)), "hangup": int(thresholds.get("hangup_window", 1))}
 
 
+KEPT_HEADINGS = ("## Results and changes (hand-written", "## Notes kept from the card of")
+
+
+def hand_written_notes(card: Path) -> str:
+    """The hand-written sections of an existing model card (from its first ``## Results and changes
+    (hand-written, <date>)`` or earlier kept-notes heading to the end), to append to the card a retrain writes:
+    the measurements and reasons recorded there would otherwise be lost with the file. Marked as written for
+    the model they describe; their headings move one level down."""
+    try:
+        lines = card.read_text().splitlines()
+    except OSError:
+        return ""
+    start = next((i for i, line in enumerate(lines) if line.startswith(KEPT_HEADINGS)), None)
+    if start is None:
+        return ""
+    old = lines[0].split("`")[1] if lines[0].count("`") >= 2 else "the previous model"
+    kept = ["#" + line if line.startswith("## ") else line for line in lines[start:]]
+    return (f"\n## Notes kept from the card of `{old}`\n\nWritten for that model, not this one; kept on "
+            "retraining.\n\n" + "\n".join(kept).rstrip() + "\n")
+
+
 def model_card(cal: dict, train: list[dict], dev: list[dict]) -> str:
     """The model card written next to the model: what it was trained on, how it did on dev, its limits."""
     def counts(rows: list[dict], key: str) -> str:
@@ -334,7 +355,8 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
                             scores=oof_all[is_dev])
     else:
         (out_dir / OOF_FILE).unlink(missing_ok=True)
-    (out_dir / "gbm.md").write_text(model_card(calibration, train, dev))
+    card = out_dir / "gbm.md"
+    card.write_text(model_card(calibration, train, dev) + hand_written_notes(card))
     ckpt.unlink(missing_ok=True)
     state_path.unlink(missing_ok=True)
     print(f"train gbm: best round {best}, dev EER {thresholds['dev_eer']:.2%}, thresholds "

@@ -152,3 +152,22 @@ def test_training_without_an_mlp_removes_a_stale_mlp_file(tiny_corpus, tmp_path)
     cal = train_gbm(tiny_corpus, tmp_path / "models", tmp_path / "run", rounds=20, early_stopping=1000)
     assert "blend" not in cal and not (tmp_path / "models" / "gbm.mlp.npz").exists()
     assert GBMDetector.load(tmp_path / "models").mlp is None
+
+
+def test_retraining_keeps_the_hand_written_notes_of_the_previous_card(tiny_corpus, tmp_path):
+    models = tmp_path / "models"
+    train_gbm(tiny_corpus, models, tmp_path / "run", rounds=20, checkpoint_every=10, early_stopping=1000)
+    card = models / "gbm.md"
+    first = card.read_text().splitlines()[0].split("`")[1]
+    notes = "\n## Results and changes (hand-written, 2026-12-06)\n\nEER fell by 1.6 points.\n"
+    card.write_text(card.read_text() + notes)
+    train_gbm(tiny_corpus, models, tmp_path / "run2", rounds=20, checkpoint_every=10, early_stopping=1000)
+    text = card.read_text()
+    assert text.startswith("# Model card: GBM detector")
+    assert f"## Notes kept from the card of `{first}`" in text
+    assert "### Results and changes (hand-written, 2026-12-06)" in text and "EER fell by 1.6 points." in text
+    # a third training keeps the notes once, still attributed to the model they were written for
+    train_gbm(tiny_corpus, models, tmp_path / "run3", rounds=20, checkpoint_every=10, early_stopping=1000)
+    text = card.read_text()
+    assert text.count("EER fell by 1.6 points.") == 1
+    assert f"### Notes kept from the card of `{first}`" in text
