@@ -23,7 +23,7 @@ def _rows_key(rows: list[dict]) -> str:
     return h.hexdigest()[:16]
 
 
-AUGMENTATIONS = ("rawboost",)
+AUGMENTATIONS = ("rawboost", "channel")
 
 
 def augment_seed(path: str) -> int:
@@ -36,11 +36,13 @@ def _features_of_paths(args: tuple[str, list[str], str | None]) -> np.ndarray:
     from detector.corpus.manifest import load_chunks
 
     chunks = load_chunks(Path(corpus_dir), [{"path": p} for p in paths])
-    if augment == "rawboost":
-        from detector.rawboost import rawboost
-
-        chunks = np.stack([rawboost(c, np.random.default_rng(augment_seed(p))) for c, p in zip(chunks, paths,
-                                                                                               strict=True)])
+    if augment is not None:
+        if augment == "rawboost":
+            from detector.rawboost import rawboost as perturb
+        else:
+            from detector.channel_augment import random_channel as perturb
+        chunks = np.stack([perturb(c, np.random.default_rng(augment_seed(p)))
+                           for c, p in zip(chunks, paths, strict=True)])
     return extract_matrix(chunks)
 
 
@@ -51,7 +53,8 @@ def corpus_features(corpus_dir: Path, rows: list[dict], workers: int | None = No
     Features of the whole manifest are computed once and cached; any subset (a split, a fold) is then
     a lookup, so training, evaluation and the cross-validation protocol share one extraction.
     ``augment="rawboost"``: the features of one RawBoost-perturbed copy of each chunk (``detector.rawboost``,
-    seeded by the chunk's path), cached separately, for training on clean + perturbed copies.
+    seeded by the chunk's path), cached separately, for training on clean + perturbed copies; ``"channel"``:
+    the same with one random minimum-phase channel (``detector.channel_augment``).
     """
     from detector.corpus.manifest import load_manifest
 

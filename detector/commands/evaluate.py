@@ -23,9 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--drop-group", action="append", default=[], metavar="GROUP",
                    help="lofo without a feature group (bispec, lfcc, cqcc, ...); repeatable, for ablations")
     p.add_argument("--rounds", type=int, default=400, help="lofo: boosting rounds per fold")
-    p.add_argument("--augment", choices=("rawboost",), default=None,
-                   help="lofo: each fold also trains on a RawBoost-perturbed copy of its training chunks "
-                        "(tests stay clean)")
+    p.add_argument("--augment", choices=("rawboost", "channel"), default=None,
+                   help="lofo: each fold also trains on a perturbed copy of its training chunks, RawBoost or "
+                        "a random minimum-phase channel (tests stay clean)")
     p.add_argument("--exclude-family", action="append", default=[], metavar="FAMILY",
                    help="lofo: keep this generator family out of every fold's training and out of the held-out "
                         "folds; repeatable, to measure what a family adds")

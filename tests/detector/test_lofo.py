@@ -45,6 +45,8 @@ def test_rawboost_copies_are_cached_reproducible_and_differ_from_the_clean_featu
     assert len(cached) == 1
     shutil.rmtree(tiny_corpus / "features")  # recomputed from scratch: the same perturbations
     np.testing.assert_array_equal(corpus_features(tiny_corpus, rows, augment="rawboost"), aug)
+    channel = corpus_features(tiny_corpus, rows, augment="channel")
+    assert channel.shape == clean.shape and not np.allclose(channel, clean) and not np.allclose(channel, aug)
     with pytest.raises(ValueError, match="unknown augmentation"):
         corpus_features(tiny_corpus, rows, augment="nosuch")
 
