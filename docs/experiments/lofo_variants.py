@@ -77,6 +77,11 @@ class Protocol:
         data = lgb.Dataset(x[mask], self.y[mask], weight=balanced_weights(sub))
         return lgb.train(self.params, data, num_boost_round=self.rounds)
 
+    def eers(self, test: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+        """EER per chunk and per recording (mean chunk score) of ``scores`` on the ``test`` rows."""
+        rows = [self.rows[i] for i in np.flatnonzero(test)]
+        return eer(self.y[test], scores)[0], eer(*recording_means(rows, self.y[test], scores))[0]
+
 
 def cached_columns(corpus_dir: Path, rows: list[dict], name: str,
                    make_compute: Callable[[], Callable[[np.ndarray], np.ndarray]], batch: int = 256) -> np.ndarray:
@@ -118,10 +123,6 @@ def run_variants(corpus: Path, variants: dict[str, dict], names: list[str], roun
         print(name, json.dumps(results[name]), flush=True)
     print(json.dumps(results, indent=1))
     return results
-
-    def eers(self, test: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
-        rows = [self.rows[i] for i in np.flatnonzero(test)]
-        return eer(self.y[test], scores)[0], eer(*recording_means(rows, self.y[test], scores))[0]
 
 
 def _z(v: np.ndarray, ref: np.ndarray) -> np.ndarray:
