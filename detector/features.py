@@ -213,14 +213,19 @@ def _periodicity(frames: np.ndarray, rate: int) -> dict[str, float]:
     return out
 
 
-def _lpc_residual(x: np.ndarray, order: int = 12) -> dict[str, float]:
+def lpc_inverse_filtered(x: np.ndarray, order: int = 12) -> np.ndarray:
+    """The residual of one order-``order`` LPC fit over the whole of ``x`` (autocorrelation method)."""
     r = np.array([x[: len(x) - lag] @ x[lag:] for lag in range(order + 1)])  # autocorrelation, 13 dot products
     r[0] *= 1.0 + 1e-6
     try:
         a = solve_toeplitz(r[:-1], r[1:])
     except np.linalg.LinAlgError:
         a = np.zeros(order)
-    res = np.convolve(x, np.concatenate(([1.0], -a)))[: len(x)]  # the FIR inverse filter (= lfilter)
+    return np.convolve(x, np.concatenate(([1.0], -a)))[: len(x)]  # the FIR inverse filter (= lfilter)
+
+
+def _lpc_residual(x: np.ndarray, order: int = 12) -> dict[str, float]:
+    res = lpc_inverse_filtered(x, order)
     frames = _frames(res, 160, 80)
     e = np.log((frames ** 2).mean(axis=1) + EPS)
     m = _moments(res)

@@ -18,30 +18,22 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.linalg import solve_toeplitz
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lofo_variants import cached_columns, run_variants  # noqa: E402
 
-from detector.features import _bispectral, feature_group, feature_names  # noqa: E402
+from detector.features import _bispectral, feature_group, feature_names, lpc_inverse_filtered  # noqa: E402
 
 ORDER = 12
 
 
 def lpc_residual(chunk: np.ndarray) -> np.ndarray:
-    """Unit-RMS LPC residual of a unit-RMS chunk (the same fit as ``features._lpc_residual``)."""
+    """Unit-RMS LPC residual of the unit-RMS chunk (the fit of the shipped ``lpc`` features)."""
     x = np.asarray(chunk, dtype=np.float64)
     x = x - x.mean()
-    x = x / (np.sqrt((x ** 2).mean()) + 1e-10)
-    r = np.array([x[: len(x) - lag] @ x[lag:] for lag in range(ORDER + 1)])
-    r[0] *= 1.0 + 1e-6
-    try:
-        a = solve_toeplitz(r[:-1], r[1:])
-    except np.linalg.LinAlgError:
-        a = np.zeros(ORDER)
-    res = np.convolve(x, np.concatenate(([1.0], -a)))[: len(x)]
+    res = lpc_inverse_filtered(x / (np.sqrt((x ** 2).mean()) + 1e-10), ORDER)
     return res / (np.sqrt((res ** 2).mean()) + 1e-10)
 
 
