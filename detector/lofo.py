@@ -32,18 +32,36 @@ def feature_mask_without(groups: list[str]) -> np.ndarray:
     return ~np.isin(have, groups)
 
 
+def tied_groups(groups: set[str] | list[str]) -> dict[str, set[str]]:
+    """For each speaker group, every group that may hold the same person (``splits.SAME_SPLIT``, closed
+    transitively), itself included."""
+    from detector.corpus.splits import SAME_SPLIT
+
+    unit = {g: {g} for g in groups}
+    for tie in SAME_SPLIT:
+        members = set().union(*(unit.get(g, {g}) for g in tie))
+        for g in members:
+            unit[g] = members
+    return unit
+
+
 def speaker_folds(rows: list[dict], n_folds: int) -> list[list[str]]:
-    """Bona fide speakers dealt into folds of similar size (by chunk count), deterministically."""
+    """Bona fide speakers dealt into folds of similar size (by chunk count), deterministically. Groups that
+    may hold the same person (a Tux Paint reader and that language's KLettres voice, say) go to one fold, or
+    a held-out voice could still be heard in training."""
     counts: dict[str, int] = defaultdict(int)
     for r in rows:
         if r["label"] == "bonafide":
             counts[speaker_group(r)] += 1
+    ties = tied_groups(set(counts))
+    units = {tuple(sorted(m for m in ties[g] if m in counts)) for g in counts}
+    size = {u: sum(counts[g] for g in u) for u in units}
     folds: list[list[str]] = [[] for _ in range(n_folds)]
     load = [0] * n_folds
-    for spk in sorted(counts, key=lambda s: (-counts[s], s)):
+    for u in sorted(units, key=lambda u: (-size[u], u)):
         i = int(np.argmin(load))
-        folds[i].append(spk)
-        load[i] += counts[spk]
+        folds[i].extend(u)
+        load[i] += size[u]
     return [f for f in folds if f]
 
 
@@ -53,7 +71,8 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
              exclude_families: tuple[str, ...] = (),
              extra_features: Callable[[Path, list[dict]], np.ndarray] | None = None,
              cross_folds: bool = False, mlp_seed: int | None = None,
-             exclude_groups: tuple[str, ...] = (), train_only_groups: tuple[str, ...] = ()) -> dict:
+             exclude_groups: tuple[str, ...] = (), train_only_groups: tuple[str, ...] = (),
+             balance_alpha: float = 0.0) -> dict:
     """Run the protocol. ``splits=("train", "dev")`` keeps the eval split out, for model-selection
     experiments; the shipped report uses all splits. ``feature_mask`` selects feature columns.
     ``augment`` ("rawboost"): each fold's model also trains on a perturbed copy of its training chunks
@@ -72,7 +91,8 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
     paired runs test the same rows. ``train_only_groups``: those groups always train and are never
     in a held-out speaker fold.
     Run once with a group in each, the two runs test the same folds, so they measure what the group's
-    speech adds to training (a new bona fide source, say)."""
+    speech adds to training (a new bona fide source, say). ``balance_alpha``: each fold's row weights
+    (``train_gbm.balanced_weights``)."""
     from detector.corpus.manifest import load_manifest
 
     rows = [r for r in load_manifest(corpus_dir) if r["split"] in splits]
@@ -99,6 +119,7 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
         raise ValueError(f"unknown speaker group(s) {', '.join(unknown)}")
     excluded = np.isin(family, list(exclude_families)) | np.isin(speaker, list(exclude_groups))
     folds = speaker_folds([r for r, s in zip(rows, speaker, strict=True) if s not in not_held], n_speaker_folds)
+    ties = tied_groups(set(speaker))
     p = dict(DEFAULT_PARAMS, **(params or {}))
     p.pop("metric", None)
     results, speaker_far = [], defaultdict(list)
@@ -112,13 +133,15 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
             test_bona = (y == 0) & np.isin(speaker, held_spk)
             # rows of held-out speakers leave training entirely, spoofs made from their voices included
             # (resynthesis, replay), or the model would have heard those voices
-            train = ~test_spoof & ~excluded & ~np.isin(speaker, held_spk)
+            # a train-only group tied to a held-out one (the same person, maybe) leaves training too
+            gone = sorted(set().union(*(ties.get(g, {g}) for g in held_spk)))
+            train = ~test_spoof & ~excluded & ~np.isin(speaker, gone)
             cal = train & (split == "dev")
             fit = train & ~cal
             if not (y[fit] == 0).any() or not test_bona.any():
                 continue
             sub = [rows[i] for i in np.flatnonzero(fit)]
-            x_fit, y_fit, w_fit = x[fit], y[fit], balanced_weights(sub)
+            x_fit, y_fit, w_fit = x[fit], y[fit], balanced_weights(sub, balance_alpha)
             if x_aug is not None:
                 x_fit, y_fit, w_fit = np.concatenate([x_fit, x_aug[fit]]), np.tile(y_fit, 2), np.tile(w_fit, 2)
             model = fit_model(x_fit, y_fit, w_fit, p, rounds, mlp_seed=mlp_seed)

@@ -44,13 +44,19 @@ def speaker_group(row: dict) -> str:
     return row.get("group") or row["speaker"]
 
 
-def balanced_weights(rows: list[dict]) -> np.ndarray:
-    """Each class weighs the same in total; inside a class, each speaker (bona fide) or generator
-    (spoof) weighs the same, so the model cannot win by learning a few frequent voices."""
+def balanced_weights(rows: list[dict], alpha: float = 0.0) -> np.ndarray:
+    """Each class weighs the same in total; inside a class, each speaker group (bona fide) or generator
+    (spoof) gets a mass ∝ (its chunk count) ** ``alpha``. ``alpha = 0``: every voice and every generator
+    weighs the same, so the model cannot win by learning a few frequent voices; ``alpha = 1``: every chunk of
+    a class weighs the same. Between the two, small groups (a KLettres voice of 10 chunks next to voices of
+    1,000) are lifted without each of their chunks weighing a hundred times more than anyone else's."""
     groups = [("b", speaker_group(r)) if r["label"] == "bonafide" else ("s", r["generator"]) for r in rows]
     count = Counter(groups)
-    per_class = Counter(g[0] for g in count)
-    w = np.array([1.0 / (count[g] * per_class[g[0]]) for g in groups])
+    mass = {g: n ** alpha for g, n in count.items()}
+    class_mass: Counter = Counter()
+    for g, m in mass.items():
+        class_mass[g[0]] += m
+    w = np.array([mass[g] / class_mass[g[0]] / count[g] for g in groups])
     return w * len(rows) / w.sum()
 
 

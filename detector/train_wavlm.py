@@ -21,7 +21,6 @@ import os
 import random
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -115,16 +114,7 @@ def sampling_weights(rows: list[dict], alpha: float = 0.5) -> np.ndarray:
     would take 60 % of the bona fide draws and be seen ~60 times each. ``alpha = 0.5`` still lifts small
     speakers a lot (speaker variety is what generalises) without turning them into memorised samples.
     """
-    if alpha == 0:
-        return balanced_weights(rows)
-    groups = [("b", r["speaker"]) if r["label"] == "bonafide" else ("s", r["generator"]) for r in rows]
-    count = Counter(groups)
-    mass = {g: n ** alpha for g, n in count.items()}
-    class_mass = Counter()
-    for g, m in mass.items():
-        class_mass[g[0]] += m
-    w = np.array([mass[g] / class_mass[g[0]] / count[g] for g in groups])
-    return w * len(rows) / w.sum()
+    return balanced_weights(rows, alpha)
 
 
 def _balanced_logloss(labels: np.ndarray, logits: np.ndarray) -> float:

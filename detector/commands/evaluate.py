@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mlp", action="store_true",
                    help="lofo: each fold's model is the GBM blended with an MLP, as `train gbm --mlp` ships it")
     p.add_argument("--mlp-seed", type=int, default=0, help="lofo --mlp: the MLP's seed")
+    p.add_argument("--balance-alpha", type=float, default=0.0,
+                   help="lofo: inside a class, a speaker group's or generator's weight ∝ chunks ** ALPHA "
+                        "(0 = every voice equal, as shipped; 1 = every chunk equal)")
     p.set_defaults(func=run)
 
 
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         # a train-only speaker group is how the shipped model itself uses a train-only source (corpus v8's
         # `bass`), so it still writes the shipped report; everything else is an experiment
         variant = (args.model_selection or mask is not None or args.augment is not None or args.exclude_family
-                   or args.exclude_speaker_group)
+                   or args.exclude_speaker_group or args.balance_alpha != 0.0)
         shipped_report = Path("models/reports/lofo_crossed" if args.cross_folds else "models/reports/lofo")
         default_out = None if variant else shipped_report
         try:
@@ -66,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
                                exclude_families=tuple(args.exclude_family), cross_folds=args.cross_folds,
                                mlp_seed=args.mlp_seed if args.mlp else None,
                                exclude_groups=tuple(args.exclude_speaker_group),
-                               train_only_groups=tuple(args.train_only_speaker_group))
+                               train_only_groups=tuple(args.train_only_speaker_group),
+                               balance_alpha=args.balance_alpha)
         except ValueError as exc:
             print(f"callguard eval: {exc}")
             return 2

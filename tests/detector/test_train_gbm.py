@@ -26,6 +26,17 @@ def test_balanced_weights_give_each_class_and_voice_equal_mass():
     assert w[:100].sum() == pytest.approx(w[100:].sum())
 
 
+
+def test_balance_alpha_moves_from_equal_voices_to_equal_chunks():
+    rows = ([{"label": "bonafide", "speaker": "a"}] * 90 + [{"label": "bonafide", "speaker": "b"}] * 10
+            + [{"label": "spoof", "generator": "g", "speaker": "x"}] * 20)
+    half = balanced_weights(rows, 0.5)
+    # a voice's mass ∝ sqrt(chunks): 90 chunks weigh 3x as much as 10, not 1x (alpha 0) or 9x (alpha 1)
+    assert half[:90].sum() / half[90:100].sum() == pytest.approx(3.0)
+    assert half[:100].sum() == pytest.approx(half[100:].sum())
+    flat = balanced_weights(rows, 1.0)
+    assert np.allclose(flat[:100], flat[0])
+
 def test_training_writes_a_loadable_calibrated_model(tiny_corpus, tmp_path):
     cal = train_gbm(tiny_corpus, tmp_path / "models", tmp_path / "run", rounds=60, checkpoint_every=10,
                     early_stopping=1000)
