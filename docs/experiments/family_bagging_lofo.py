@@ -23,8 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lofo_variants import Protocol, _report  # noqa: E402
 
-from detector.lofo import speaker_folds  # noqa: E402
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -32,8 +30,7 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=4)
     ap.add_argument("--train-only-group", default="bass")
     args = ap.parse_args()
-    p = Protocol(args.corpus, threads=2)
-    p.folds = speaker_folds([r for r, s in zip(p.rows, p.speaker, strict=True) if s != args.train_only_group], 4)
+    p = Protocol(args.corpus, threads=2, train_only=(args.train_only_group,))
     results: dict[str, list[tuple[float, float]]] = {"gbm": [], f"bagged x{args.members}": []}
     per_family: dict[str, dict[str, list[float]]] = {k: {} for k in results}
     for n, (fam, k, test, fit, _cal) in enumerate(p.crossed_iter()):

@@ -27,16 +27,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from detector.corpus.manifest import load_manifest  # noqa: E402
 from detector.featcache import corpus_features  # noqa: E402
-from detector.lofo import speaker_folds  # noqa: E402
+from detector.lofo import speaker_folds, tied_groups  # noqa: E402
 from detector.metrics import eer, recording_means  # noqa: E402
 from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, speaker_group  # noqa: E402
 
 
 class Protocol:
     """Train+dev rows, their features and labels, and the folds of ``detector.lofo.run_lofo`` (also the base
-    of the other experiment scripts here)."""
+    of the other experiment scripts here). ``train_only``: speaker groups never held out (as
+    ``run_lofo(train_only_groups=...)``); one leaves training only where a group tied to it is held out."""
 
-    def __init__(self, corpus: Path, rounds: int = 200, threads: int = 1) -> None:
+    def __init__(self, corpus: Path, rounds: int = 200, threads: int = 1, train_only: tuple[str, ...] = ()) -> None:
         self.rounds = rounds
         self.rows = [r for r in load_manifest(corpus) if r["split"] in ("train", "dev")]
         self.x = corpus_features(corpus, self.rows).astype(np.float64)
@@ -46,7 +47,8 @@ class Protocol:
         self.speaker = np.array([speaker_group(r) for r in self.rows])
         self.split = np.array([r["split"] for r in self.rows])
         self.families = sorted(set(self.family) - {""})
-        self.folds = speaker_folds(self.rows, 4)
+        self.folds = speaker_folds([r for r, g in zip(self.rows, self.speaker, strict=True) if g not in train_only], 4)
+        self.ties = tied_groups(set(self.speaker))
         self.params = dict(DEFAULT_PARAMS, num_threads=threads)
         self.params.pop("metric")
 
@@ -54,7 +56,8 @@ class Protocol:
         """(test, fit, calibration bona fide) with ``fam`` and speaker fold ``k`` held out."""
         held = np.isin(self.speaker, self.folds[k])
         test = ((self.y == 0) & held) | (self.family == fam)
-        train = (self.family != fam) & ~held
+        gone = sorted(set().union(*(self.ties.get(g, {g}) for g in self.folds[k])))
+        train = (self.family != fam) & ~np.isin(self.speaker, gone)
         return test, train & (self.split != "dev"), train & (self.split == "dev") & (self.y == 0)
 
     def folds_iter(self):
