@@ -72,7 +72,7 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
              extra_features: Callable[[Path, list[dict]], np.ndarray] | None = None,
              cross_folds: bool = False, mlp_seed: int | None = None,
              exclude_groups: tuple[str, ...] = (), train_only_groups: tuple[str, ...] = (),
-             balance_alpha: float = 0.0) -> dict:
+             balance_alpha: float = 0.0, per_speaker_far: bool = False) -> dict:
     """Run the protocol. ``splits=("train", "dev")`` keeps the eval split out, for model-selection
     experiments; the shipped report uses all splits. ``feature_mask`` selects feature columns.
     ``augment`` ("rawboost"): each fold's model also trains on a perturbed copy of its training chunks
@@ -92,7 +92,9 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
     in a held-out speaker fold.
     Run once with a group in each, the two runs test the same folds, so they measure what the group's
     speech adds to training (a new bona fide source, say). ``balance_alpha``: each fold's row weights
-    (``train_gbm.balanced_weights``)."""
+    (``train_gbm.balanced_weights``). ``per_speaker_far``: each fold's warn / hang-up thresholds hold the
+    false-alarm rate averaged over its calibration speakers (``train_gbm.calibrate(per_speaker=True)``)
+    instead of pooled over their chunks."""
     from detector.corpus.manifest import load_manifest
 
     rows = [r for r in load_manifest(corpus_dir) if r["split"] in splits]
@@ -152,14 +154,17 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
             scores = model.predict(x[test])
             e = eer(y[test], scores)[0]
             e_rec = eer(*recording_means([rows[i] for i in np.flatnonzero(test)], y[test], scores))[0]
-            th = calibrate(y[cal_rows], model.predict(x[cal_rows]))
+            cal_list = [rows[i] for i in np.flatnonzero(cal_rows)]
+            th = calibrate(y[cal_rows], model.predict(x[cal_rows]), cal_list, per_speaker=per_speaker_far,
+                           policy_windows=False)
             bona_scores = scores[y[test] == 0]
+            miss_hangup = float((scores[y[test] == 1] < th["far_0_1pct"]).mean())
             for spk in held_spk:
                 v = bona_scores[speaker[test_bona] == spk]
                 if v.size:
                     speaker_far[spk].append(((v >= th["far_1pct"]).mean(), (v >= th["far_0_1pct"]).mean(), v.size))
             by_fold.append({"fold": k, "held_out_speakers": held_spk, "eer": e, "eer_recording": e_rec,
-                            "n_bonafide": int(test_bona.sum())})
+                            "n_bonafide": int(test_bona.sum()), "miss_hangup": miss_hangup})
             print(f"lofo: {n + 1}/{len(families)} {fam}" + (f" x fold {k + 1}/{len(folds)}" if cross_folds else "")
                   + f": EER {100 * e:.2f} %", file=sys.stderr)
         if not by_fold:
@@ -168,6 +173,7 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
         results.append({"family": fam, "attack_type": attack,
                         "eer": float(np.mean([f["eer"] for f in by_fold])),
                         "eer_recording": float(np.mean([f["eer_recording"] for f in by_fold])),
+                        "miss_hangup": float(np.mean([f["miss_hangup"] for f in by_fold])),
                         "held_out_speakers": [s for f in by_fold for s in f["held_out_speakers"]],
                         "n_spoof": int(test_spoof.sum()),
                         "n_bonafide": int(np.mean([f["n_bonafide"] for f in by_fold])),
@@ -182,6 +188,8 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
                "excluded_families": sorted(exclude_families), "cross_folds": cross_folds,
                "excluded_groups": sorted(exclude_groups), "train_only_groups": sorted(train_only_groups),
                "model": "gbm+mlp" if mlp_seed is not None else "gbm",
+               "mean_miss_hangup": float(np.mean([r["miss_hangup"] for r in results])),
+               "thresholds_far_over": "speakers" if per_speaker_far else "chunks",
                "n_speaker_folds": len(folds)}
     if out_dir is not None:
         write_report(summary, out_dir)
@@ -213,19 +221,26 @@ def write_report(summary: dict, out_dir: Path) -> None:
              ""]
     if summary.get("cross_folds"):
         lines += ["| held-out family | attack type | spoof chunks | bona fide chunks (mean per fold) | EER | "
-                  "EER per recording | EER by speaker fold |", "|---|---|---|---|---|---|---|"]
+                  "EER per recording | missed at hang-up | EER by speaker fold |", "|---|---|---|---|---|---|---|---|"]
         for r in sorted(summary["families"], key=lambda r: -r["eer"]):
             folds = " / ".join(f"{100 * f['eer']:.1f}" for f in r["by_fold"])
             lines.append(f"| {r['family']} | {r['attack_type']} | {r['n_spoof']} | {r['n_bonafide']} | "
-                         f"{100 * r['eer']:.2f} % | {100 * r['eer_recording']:.2f} % | {folds} |")
+                         f"{100 * r['eer']:.2f} % | {100 * r['eer_recording']:.2f} % | {100 * r['miss_hangup']:.1f} % "
+                         f"| {folds} |")
     else:
         lines += ["| held-out family | attack type | spoof chunks | held-out speakers | bona fide chunks | EER | "
-                  "EER per recording |", "|---|---|---|---|---|---|---|"]
+                  "EER per recording | missed at hang-up |", "|---|---|---|---|---|---|---|---|"]
         for r in sorted(summary["families"], key=lambda r: -r["eer"]):
             lines.append(f"| {r['family']} | {r['attack_type']} | {r['n_spoof']} | "
                          f"{', '.join(r['held_out_speakers'])} | {r['n_bonafide']} | {100 * r['eer']:.2f} % | "
-                         f"{100 * r['eer_recording']:.2f} % |")
+                         f"{100 * r['eer_recording']:.2f} % | {100 * r['miss_hangup']:.1f} % |")
+    over = ("averaged over the calibration speakers, each person counting the same"
+            if summary.get("thresholds_far_over") == "speakers" else "pooled over the calibration chunks")
     lines += ["", "## Bona fide false alarms per held-out speaker (fold-calibrated thresholds)", "",
+              f"Each fold's thresholds come from its training side's dev bona fide chunks, the false-alarm rate "
+              f"{over}. "
+              f"Spoof chunks missed at hang-up, mean over the held-out families: "
+              f"{100 * summary.get('mean_miss_hangup', float('nan')):.1f} %.", "",
               "| speaker | chunks | at warn (1 % dev FAR) | at hangup (0.1 % dev FAR) |", "|---|---|---|---|"]
     for s, v in sorted(summary["speaker_far"].items(), key=lambda kv: -kv[1]["far_hangup"]):
         lines.append(f"| {s} | {v['chunks']} | {100 * v['far_warn']:.2f} % | {100 * v['far_hangup']:.2f} % |")

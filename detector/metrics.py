@@ -38,14 +38,27 @@ def eer(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
     return float((far[i] + miss[i]) / 2), float(thr[i] if np.isfinite(thr[i]) else thr[i - 1])
 
 
-def threshold_at_far(bona_scores: np.ndarray, far: float) -> float:
-    """Smallest threshold that flags at most ``far`` of these bona fide scores."""
-    s = np.sort(np.asarray(bona_scores, dtype=np.float64))
+def threshold_at_far(bona_scores: np.ndarray, far: float, groups: np.ndarray | None = None) -> float:
+    """Smallest threshold that flags at most ``far`` of these bona fide scores. With ``groups`` (one speaker
+    group per score), the false-alarm rate is the mean over groups of each group's own rate: every person
+    counts the same, so a voice with few chunks that the model finds odd moves the threshold as much as one
+    with thousands (a pooled rate lets a large, easy voice hide it)."""
+    s = np.asarray(bona_scores, dtype=np.float64)
     if s.size == 0:
         raise ValueError("no bona fide scores")
-    k = int(np.floor(far * s.size))  # number of bona fide allowed above the threshold
-    idx = s.size - k - 1
-    return float(np.nextafter(s[idx], np.inf))
+    if groups is None:
+        w = np.full(s.size, 1.0 / s.size)
+    else:
+        _, inv, counts = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
+        w = 1.0 / (counts[inv] * counts.size)
+    order = np.argsort(-s, kind="stable")
+    s, w = s[order], w[order]
+    # the k highest scores may be flagged while their weight stays within far (tolerance for float sums)
+    k = int(np.searchsorted(np.cumsum(w), far * (1 + 1e-9), side="right"))
+    if k >= s.size:
+        return float(s[-1])
+    # ties with the first score that must not be flagged are not flagged either
+    return float(np.nextafter(s[k], np.inf))
 
 
 def min_dcf(labels: np.ndarray, scores: np.ndarray, p_spoof: float = 0.05,

@@ -113,13 +113,14 @@ HANGUP_WINDOW = 5
 
 
 def evidence_scores(rows: list[dict], labels: np.ndarray, scores: np.ndarray,
-                    window: int = EVIDENCE_WINDOW) -> tuple[np.ndarray, np.ndarray]:
+                    window: int = EVIDENCE_WINDOW, with_groups: bool = False) -> tuple[np.ndarray, ...]:
     """The live policy's evidence: the mean of ``window`` consecutive chunk scores of one recording (corpus
-    job, in time order), every full window once; a recording shorter than the window gives its mean."""
+    job, in time order), every full window once; a recording shorter than the window gives its mean.
+    Returns (labels, evidence), and with ``with_groups`` also each window's speaker group."""
     by_job: dict[str, list[tuple[float, int]]] = {}
     for i, r in enumerate(rows):
         by_job.setdefault(recording_key(r), []).append((float(r.get("start_s") or 0.0), i))
-    ev, ev_y = [], []
+    ev, ev_y, ev_g = [], [], []
     for items in by_job.values():
         idx = [i for _, i in sorted(items)]
         s = scores[idx]
@@ -128,28 +129,40 @@ def evidence_scores(rows: list[dict], labels: np.ndarray, scores: np.ndarray,
         else:
             c = np.concatenate([[0.0], np.cumsum(s)])
             ev.extend(((c[window:] - c[:-window]) / window).tolist())
+        if with_groups:
+            ev_g.extend([speaker_group(rows[idx[0]])] * (len(ev) - len(ev_y)))
         ev_y.extend([int(labels[idx[0]])] * (len(ev) - len(ev_y)))
+    if with_groups:
+        return np.array(ev_y), np.array(ev), np.array(ev_g)
     return np.array(ev_y), np.array(ev)
 
 
-def calibrate(labels: np.ndarray, scores: np.ndarray, rows: list[dict] | None = None) -> dict[str, float]:
+def calibrate(labels: np.ndarray, scores: np.ndarray, rows: list[dict] | None = None,
+              per_speaker: bool = False, policy_windows: bool = True) -> dict[str, float]:
     """Thresholds: ``eer`` per chunk; ``far_1pct`` (warn) and ``far_0_1pct`` (hang-up) at 1 % / 0.1 % of bona
     fide false alarms, measured per chunk, or, given the rows, on the live policy's evidence: the mean of
     ``EVIDENCE_WINDOW`` consecutive chunks of a recording for warn and of ``HANGUP_WINDOW`` for hang-up, which
     is what each threshold is compared with in service. ``warn_window`` / ``hangup_window`` say which (1: per
-    chunk)."""
+    chunk; ``policy_windows=False`` keeps both per chunk even with the rows). ``per_speaker`` (needs the
+    rows): the false-alarm rate is averaged over speaker groups, each person counting the same
+    (``metrics.threshold_at_far``), instead of pooled over chunks."""
+    if per_speaker and rows is None:
+        raise ValueError("per-speaker calibration needs the rows")
     e, t_eer = eer(labels, scores)
-    windows = (EVIDENCE_WINDOW, HANGUP_WINDOW) if rows is not None else (1, 1)
+    windows = (EVIDENCE_WINDOW, HANGUP_WINDOW) if rows is not None and policy_windows else (1, 1)
 
-    def bona_evidence(window: int) -> np.ndarray:
+    def threshold(window: int, far: float) -> float:
         if rows is None:
-            return scores[labels == 0]
-        ev_y, ev = evidence_scores(rows, labels, scores, window=window)
-        return ev[ev_y == 0]
+            return threshold_at_far(scores[labels == 0], far)
+        if not per_speaker:
+            ev_y, ev = evidence_scores(rows, labels, scores, window=window)
+            return threshold_at_far(ev[ev_y == 0], far)
+        ev_y, ev, ev_g = evidence_scores(rows, labels, scores, window=window, with_groups=True)
+        return threshold_at_far(ev[ev_y == 0], far, ev_g[ev_y == 0])
 
-    return {"eer": t_eer, "far_1pct": threshold_at_far(bona_evidence(windows[0]), 0.01),
-            "far_0_1pct": threshold_at_far(bona_evidence(windows[1]), 0.001), "dev_eer": e,
-            "warn_window": windows[0], "hangup_window": windows[1]}
+    return {"eer": t_eer, "far_1pct": threshold(windows[0], 0.01), "far_0_1pct": threshold(windows[1], 0.001),
+            "dev_eer": e, "warn_window": windows[0], "hangup_window": windows[1],
+            "far_averaged_over": "speakers" if per_speaker else "chunks"}
 
 
 def evidence_windows(thresholds: dict) -> dict[str, int]:

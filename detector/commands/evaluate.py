@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--balance-alpha", type=float, default=0.0,
                    help="lofo: inside a class, a speaker group's or generator's weight ∝ chunks ** ALPHA "
                         "(0 = every voice equal, as shipped; 1 = every chunk equal)")
+    p.add_argument("--per-speaker-far", action="store_true",
+                   help="lofo: each fold's thresholds hold the false-alarm rate averaged over its calibration "
+                        "speakers (each person counts the same) instead of pooled over chunks")
     p.set_defaults(func=run)
 
 
@@ -60,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         # a train-only speaker group is how the shipped model itself uses a train-only source (corpus v8's
         # `bass`), so it still writes the shipped report; everything else is an experiment
         variant = (args.model_selection or mask is not None or args.augment is not None or args.exclude_family
-                   or args.exclude_speaker_group or args.balance_alpha != 0.0)
+                   or args.exclude_speaker_group or args.balance_alpha != 0.0 or args.per_speaker_far)
         shipped_report = Path("models/reports/lofo_crossed" if args.cross_folds else "models/reports/lofo")
         default_out = None if variant else shipped_report
         try:
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                                mlp_seed=args.mlp_seed if args.mlp else None,
                                exclude_groups=tuple(args.exclude_speaker_group),
                                train_only_groups=tuple(args.train_only_speaker_group),
-                               balance_alpha=args.balance_alpha)
+                               balance_alpha=args.balance_alpha, per_speaker_far=args.per_speaker_far)
         except ValueError as exc:
             print(f"callguard eval: {exc}")
             return 2

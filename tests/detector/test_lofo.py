@@ -131,3 +131,13 @@ def test_crossed_folds_hold_each_family_out_against_every_speaker_fold(tiny_corp
         assert same["eer"] == pytest.approx(one["eer"])
     report = (tmp_path / "lofo.md").read_text()
     assert "EER by speaker fold" in report and "## Speaker folds" in report
+    assert all(0.0 <= fam["miss_hangup"] <= 1.0 for fam in crossed["families"])
+    assert "missed at hang-up" in report
+
+
+def test_per_speaker_thresholds_change_no_score_and_say_how_they_were_set(tiny_corpus):
+    pooled = run_lofo(tiny_corpus, None, rounds=5, n_speaker_folds=3)
+    fair = run_lofo(tiny_corpus, None, rounds=5, n_speaker_folds=3, per_speaker_far=True)
+    assert [f["eer"] for f in fair["families"]] == [f["eer"] for f in pooled["families"]]  # scores unchanged
+    assert fair["thresholds_far_over"] == "speakers" and pooled["thresholds_far_over"] == "chunks"
+    assert set(fair["speaker_far"]) == set(pooled["speaker_far"])

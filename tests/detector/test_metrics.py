@@ -27,6 +27,21 @@ def test_threshold_at_far_flags_at_most_that_share_of_bona_fide():
         assert (bona >= t).mean() >= far - 0.0005
 
 
+
+def test_threshold_at_far_per_speaker_lets_no_small_odd_voice_hide_behind_a_large_easy_one():
+    rng = np.random.default_rng(2)
+    big, odd = rng.uniform(0.0, 0.5, 1000), rng.uniform(0.9, 0.99, 10)
+    bona = np.concatenate([big, odd])
+    groups = np.array(["big"] * 1000 + ["odd"] * 10)
+    pooled = threshold_at_far(bona, 0.01)
+    assert (odd >= pooled).mean() == 1.0  # 10 of 1,010 chunks fit in 1 %: the odd voice is always flagged
+    per_speaker = threshold_at_far(bona, 0.01, groups)
+    # each voice counts 1/2: one odd chunk (1/10 of its voice) would already be 5 % > 1 %
+    assert (odd >= per_speaker).mean() == 0.0
+    assert np.mean([(big >= per_speaker).mean(), (odd >= per_speaker).mean()]) <= 0.01
+    # with one group it is the pooled threshold
+    assert threshold_at_far(big, 0.01, np.zeros(1000)) == threshold_at_far(big, 0.01)
+
 def test_rates_and_min_dcf_penalise_false_alarms():
     labels = np.array([0, 0, 1, 1])
     r = rates_at(labels, np.array([0.1, 0.9, 0.8, 0.2]), 0.5)
