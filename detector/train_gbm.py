@@ -229,7 +229,9 @@ def model_card(cal: dict, train: list[dict], dev: list[dict]) -> str:
         f"{100 * cal['dev']['accuracy_at_eer_threshold']:.2f} %, best round {cal['best_iteration']}",
         f"- thresholds: EER {t['eer']:.4f} (per chunk); warn (1 % bona fide false alarms on the live "
         f"policy's {w['warn']}-chunk evidence) {t['far_1pct']:.4f}; "
-        f"hangup (0.1 % on {w['hangup']}-chunk evidence) {t['far_0_1pct']:.4f}", "",
+        f"hangup (0.1 % on {w['hangup']}-chunk evidence) {t['far_0_1pct']:.4f}"
+        + ("; each rate is the mean over the calibration speakers (every person counts the same), not over "
+           "their chunks" if cal.get("far_averaged_over") == "speakers" else ""), "",
         "## Evaluation", "",
         "See `models/reports/eval/report.md` (unseen speakers and generator families) and "
         "`models/reports/lofo/lofo.md` (leave-one-family-out × leave-speakers-out; "
@@ -270,13 +272,15 @@ class _Checkpoint:
 def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500, seed: int = 7,
               checkpoint_every: int = 50, early_stopping: int = 100, params: dict | None = None,
               callbacks: list | None = None, pooled: bool = False, oof_folds: int = 5,
-              mlp_seed: int | None = None) -> dict:
+              mlp_seed: int | None = None, far_per_speaker: bool = False) -> dict:
     """Train, calibrate and save the GBM.
 
     Default: fit on train, early-stop and calibrate on dev. ``pooled``: fit on train and dev together for
     exactly ``rounds`` rounds and calibrate on out-of-fold scores (``detector.oof``), so that more voices
     and families are learnt from and the thresholds rest on every pooled speaker, each scored by a model
     that never heard it. ``mlp_seed``: also train the MLP (``detector.mlp``) and ship the blend of both.
+    ``far_per_speaker``: the warn / hang-up thresholds hold the false-alarm rate averaged over the calibration
+    speakers, each person counting the same (``calibrate(per_speaker=True)``), not pooled over chunks.
     """
     import lightgbm as lgb
 
@@ -335,7 +339,7 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
         logits = np.column_stack([booster.predict(x_dev, num_iteration=best, raw_score=True),
                                   mlp.logit(x_dev) if mlp is not None else np.full(len(dev), np.nan)])
     blend, cal_scores = held_out_blend(logits, cal_y)
-    thresholds = calibrate(cal_y, cal_scores, cal_rows)
+    thresholds = calibrate(cal_y, cal_scores, cal_rows, per_speaker=far_per_speaker)
     dev_rates = rates_at(cal_y, cal_scores, thresholds["eer"])
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -352,7 +356,10 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
         "thresholds": {k: thresholds[k] for k in ("eer", "far_1pct", "far_0_1pct")},
         "thresholds_basis": f"eer per chunk; warn at 1 % of bona fide {thresholds['warn_window']}-chunk and hangup "
                             f"at 0.1 % of bona fide {thresholds['hangup_window']}-chunk evidence windows (the live "
-                            "policy's rolling means)",
+                            "policy's rolling means)" + ("; each false-alarm rate is the mean over the calibration "
+                                                         "speakers, each person counting the same"
+                                                         if far_per_speaker else ""),
+        "far_averaged_over": thresholds["far_averaged_over"],
         "evidence_windows": evidence_windows(thresholds),
         **({"blend": blend.to_json(), "mlp_seed": mlp_seed} if blend is not None else {}),
         "calibrated_on": f"out-of-fold scores of train+dev ({oof_folds} folds by speaker and family)" if pooled

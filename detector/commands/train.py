@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--mlp", action="store_true",
                    help="also train a small MLP on the same features and ship the blend (needs scikit-learn)")
     g.add_argument("--mlp-seed", type=int, default=0, help="the MLP's initialisation and validation split")
+    g.add_argument("--far-per-speaker", action="store_true",
+                   help="warn / hang-up thresholds hold the false-alarm rate averaged over calibration speakers "
+                        "(each person counts the same) instead of pooled over their chunks")
     g.set_defaults(func=_train_gbm)
 
     w = kinds.add_parser("wavlm", help="WavLM classifier (needs ./setup --train); exports wavlm.onnx",
@@ -58,7 +61,8 @@ def _train_gbm(args: argparse.Namespace) -> int:
     from detector.train_gbm import train_gbm
 
     train_gbm(args.corpus, args.out, args.run_dir, rounds=args.rounds, seed=args.seed, pooled=args.pooled,
-              oof_folds=args.oof_folds, mlp_seed=args.mlp_seed if args.mlp else None)
+              oof_folds=args.oof_folds, mlp_seed=args.mlp_seed if args.mlp else None,
+              far_per_speaker=args.far_per_speaker)
     return 0
 
 

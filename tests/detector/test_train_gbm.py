@@ -182,3 +182,30 @@ def test_retraining_keeps_the_hand_written_notes_of_the_previous_card(tiny_corpu
     text = card.read_text()
     assert text.count("EER fell by 1.6 points.") == 1
     assert f"### Notes kept from the card of `{first}`" in text
+
+
+def test_per_speaker_calibration_keeps_a_small_odd_voice_under_the_warn_threshold():
+    from detector.train_gbm import calibrate
+
+    # one large calm voice (300 chunks in 30 recordings) and one small voice whose 10 chunks all score high:
+    # pooled over chunks, 1 % of 310 lets 3 of the small voice's windows through; per speaker, none
+    rows, scores, labels = [], [], []
+    for rec in range(30):
+        rows += [{"job": f"big{rec}", "group": "big", "start_s": str(2 * i), "path": f"big{rec}-{i}"}
+                 for i in range(10)]
+        scores += list(np.linspace(0.05, 0.3, 10))
+    rows += [{"job": f"odd{rec}", "group": "odd", "start_s": "0", "path": f"odd{rec}"} for rec in range(10)]
+    scores += list(np.linspace(0.8, 0.9, 10))
+    labels = [0] * len(rows)
+    rows += [{"job": "s", "group": "tts", "start_s": str(2 * i), "path": f"s-{i}"} for i in range(10)]
+    scores += [0.99] * 10
+    labels = np.array(labels + [1] * 10)
+    scores = np.array(scores)
+    pooled = calibrate(labels, scores, rows, policy_windows=False)
+    fair = calibrate(labels, scores, rows, per_speaker=True, policy_windows=False)
+    odd = scores[300:310]
+    assert (odd >= pooled["far_1pct"]).sum() == 3
+    assert (odd >= fair["far_1pct"]).sum() == 0
+    assert fair["far_averaged_over"] == "speakers" and pooled["far_averaged_over"] == "chunks"
+    with pytest.raises(ValueError):
+        calibrate(labels, scores, None, per_speaker=True)
