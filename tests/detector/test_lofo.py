@@ -32,6 +32,11 @@ def test_lofo_reports_every_family_held_out(tiny_corpus, tmp_path):
     assert 0.0 <= summary["mean_eer"] <= summary["worst_eer"] <= 1.0
     report = (tmp_path / "lofo.md").read_text()
     assert all(f in report for f in families)
+    # false alarms per held-out speaker, per chunk and on the live policy's rolling windows
+    for v in summary["speaker_far"].values():
+        assert 0.0 <= v["far_hangup"] <= v["far_warn"] <= 1.0
+        assert 0.0 <= v["policy_far_hangup"] <= 1.0 and 0.0 <= v["policy_far_warn"] <= 1.0
+    assert "live policy at hangup" in report
 
 
 def test_feature_mask_without_drops_exactly_the_named_groups():
