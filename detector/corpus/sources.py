@@ -326,6 +326,37 @@ def _tuxpaint_packs(packages_dir: Path | None) -> tuple[list[Pack], list[str]]:
             for (spk, grp, lang, note), fs in sorted(by_voice.items())], []
 
 
+KTUBERLING = "ktuberling-data"
+KTUBERLING_LICENCE = "GPL-2+"
+KTUBERLING_DIR = "usr/share/ktuberling/sounds"
+# Languages whose reader may be a voice of the dev or eval split (that language's KLettres or Tux Paint voice is
+# there: fr, ru, de, uk, nds, el) are never used, so dev and eval stay as they are. sr@latin, sr@ijekavian and
+# sr@ijekavianlatin hold sr's files again.
+KTUBERLING_LANGS = ("ca", "da", "en", "es", "fi", "ga", "gl", "it", "lt", "nl", "nn", "pt", "ro", "sl", "sr", "sv",
+                    "wa")
+
+
+def _ktuberling_packs(packages_dir: Path | None) -> tuple[list[Pack], list[str]]:
+    """KTuberling's spoken words (body parts, clothes, objects), one uncredited reader per language: isolated
+    words, like KLettres' letters, from train-only voices (see docs/corpus.md)."""
+    root = _unpacked_root(KTUBERLING, packages_dir)
+    sounds = root / KTUBERLING_DIR if root else None
+    if sounds is None or not sounds.is_dir():
+        return [], [f"{KTUBERLING}: not found (optional, not in the shipped corpus: measured as a mixed result, see "
+                    f"docs/generalisation.md; to try it, `apt-get download {KTUBERLING}` and `dpkg-deb -x` the .deb "
+                    f"into data/packages/{KTUBERLING})"]
+    packs = []
+    for lang in KTUBERLING_LANGS:
+        folder = sounds / lang
+        # nn's words are Ogg Opus, which libsndfile reads
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in AUDIO_SUFFIXES | {".opus"}
+                       and f.is_file() and not f.is_symlink()) if folder.is_dir() else []
+        if files:
+            packs.append(Pack(KTUBERLING, f"ktuberling_{lang}", f"ktuberling_{lang}", lang, KTUBERLING_LICENCE,
+                              False, files, "isolated words of the KTuberling game, reader not credited"))
+    return packs, []
+
+
 def _fotaq_packs(packages_dir: Path | None) -> tuple[list[Pack], list[str]]:
     from detector.corpus.game_audio import ArchiveError, archive_table, dog_talk_keys, member_path
 
@@ -459,7 +490,7 @@ def inventory(packages_dir: Path | None = None, include_klettres: bool = True) -
             lang = KLETTRES_LANG.get(code, code)
             packs.append(Pack(KLETTRES, f"klettres_{code}", f"klettres_{lang}", lang, KLETTRES_LICENCE, False,
                               sorted(fs), "short letters/syllables clips, one native voice per language"))
-    for extra in (_tuxpaint_packs, _fotaq_packs, _drascula_packs, _bass_packs):
+    for extra in (_tuxpaint_packs, _fotaq_packs, _drascula_packs, _bass_packs, _ktuberling_packs):
         more, gone = extra(packages_dir)
         packs += more
         missing += gone

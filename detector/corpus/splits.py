@@ -37,6 +37,9 @@ GROUP_SPLIT = {
     "tuxpaint_fr": "dev", "edwin_veber": "dev", "tuxpaint_ml": "dev",
     "kiriaki_serafeim": "eval", "krasimir_petkov": "eval",
     "bass": "train",  # corpus v8: Beneath a Steel Sky (bass_foster + bass_cast), a train-only source
+    # KTuberling's words (only languages with no voice in dev or eval, see sources.KTUBERLING_LANGS), train only
+    **{f"ktuberling_{lang}": "train" for lang in ("ca", "da", "en", "es", "fi", "ga", "gl", "it", "lt", "nl", "nn",
+                                                  "pt", "ro", "sl", "sr", "sv", "wa")},
 }
 # Groups that must share a split (they may hold the same person)
 SAME_SPLIT: list[tuple[str, ...]] = [
@@ -45,6 +48,11 @@ SAME_SPLIT: list[tuple[str, ...]] = [
     ("klettres_da", "joe_dalton"), ("klettres_es", "estefania_ortiz"), ("klettres_fr", "tuxpaint_fr"),
     ("klettres_ru", "edwin_veber"), ("klettres_en", "tuxpaint_en"), ("klettres_lt", "tuxpaint_lt"),
     ("klettres_nl", "tuxpaint_nl"), ("klettres_ml", "tuxpaint_ml"),
+    # a KTuberling reader may be that language's KLettres or Tux Paint voice (KDE and Tux Paint translators)
+    ("ktuberling_ca", "tuxpaint_ca"), ("ktuberling_da", "klettres_da"), ("ktuberling_en", "klettres_en"),
+    ("ktuberling_es", "klettres_es"), ("ktuberling_it", "klettres_it"), ("ktuberling_lt", "klettres_lt"),
+    ("ktuberling_nl", "klettres_nl"), ("ktuberling_nn", "klettres_nb"), ("ktuberling_pt", "klettres_pt"),
+    ("ktuberling_ro", "tuxpaint_ro_tabbytha"),
 ]
 FAMILY_SPLIT = {
     "espeak": "train", "festival": "train", "flite": "train", "piper": "train", "world": "train", "lpc": "train",

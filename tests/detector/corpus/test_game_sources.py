@@ -225,6 +225,24 @@ def test_tuxpaint_inventory_groups_clips_by_reader(tmp_path: Path) -> None:
     assert all(p.licence == "GPL-2" and p.codec_history == "" for p in packs)
 
 
+
+def test_ktuberling_words_come_only_from_languages_with_no_dev_or_eval_voice(tmp_path: Path) -> None:
+    pk = tmp_path / "packages"
+    root = pk / sources.KTUBERLING / sources.KTUBERLING_DIR
+    for lang, name in (("en", "ball.ogg"), ("nn", "ball.opus"), ("fr", "bouche.wav"), ("sr@latin", "brkovi.ogg")):
+        (root / lang).mkdir(parents=True, exist_ok=True)
+        (root / lang / name).write_bytes(b"")
+    (root / "en.soundtheme").write_text("<language/>")
+    os.symlink("ball.ogg", root / "en" / "hat.ogg")
+    packs, missing = sources._ktuberling_packs(pk)
+    assert missing == []
+    # fr's reader may be the dev split's French KLettres / Tux Paint voice; sr@latin repeats sr's files
+    assert {p.group: [f.name for f in p.files] for p in packs} == {"ktuberling_en": ["ball.ogg"],
+                                                                   "ktuberling_nn": ["ball.opus"]}
+    assert all(GROUP_SPLIT[p.group] == "train" for p in packs)
+    tied = {g for tie in SAME_SPLIT for g in tie}
+    assert {"ktuberling_en", "ktuberling_nn"} <= tied
+
 def test_missing_game_packages_give_a_clear_note(tmp_path: Path) -> None:
     empty = tmp_path / "none"
     empty.mkdir()
