@@ -45,6 +45,11 @@ def tied_groups(groups: set[str] | list[str]) -> dict[str, set[str]]:
     return unit
 
 
+def with_ties(held: list[str], ties: dict[str, set[str]]) -> list[str]:
+    """The held-out groups and every group tied to one of them (``tied_groups``): all of them leave training."""
+    return sorted(set().union(*(ties.get(g, {g}) for g in held)))
+
+
 def speaker_folds(rows: list[dict], n_folds: int) -> list[list[str]]:
     """Bona fide speakers dealt into folds of similar size (by chunk count), deterministically. Groups that
     may hold the same person (a Tux Paint reader and that language's KLettres voice, say) go to one fold, or
@@ -136,8 +141,7 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
             # rows of held-out speakers leave training entirely, spoofs made from their voices included
             # (resynthesis, replay), or the model would have heard those voices
             # a train-only group tied to a held-out one (the same person, maybe) leaves training too
-            gone = sorted(set().union(*(ties.get(g, {g}) for g in held_spk)))
-            train = ~test_spoof & ~excluded & ~np.isin(speaker, gone)
+            train = ~test_spoof & ~excluded & ~np.isin(speaker, with_ties(held_spk, ties))
             cal = train & (split == "dev")
             fit = train & ~cal
             if not (y[fit] == 0).any() or not test_bona.any():

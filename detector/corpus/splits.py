@@ -15,6 +15,8 @@ language's KLettres clips (both are volunteer-made children's-education packs).
 
 from __future__ import annotations
 
+from detector.corpus.sources import KTUBERLING_LANGS
+
 SPLITS = ("train", "dev", "eval")
 
 GROUP_SPLIT = {
@@ -37,9 +39,8 @@ GROUP_SPLIT = {
     "tuxpaint_fr": "dev", "edwin_veber": "dev", "tuxpaint_ml": "dev",
     "kiriaki_serafeim": "eval", "krasimir_petkov": "eval",
     "bass": "train",  # corpus v8: Beneath a Steel Sky (bass_foster + bass_cast), a train-only source
-    # KTuberling's words (only languages with no voice in dev or eval, see sources.KTUBERLING_LANGS), train only
-    **{f"ktuberling_{lang}": "train" for lang in ("ca", "da", "en", "es", "fi", "ga", "gl", "it", "lt", "nl", "nn",
-                                                  "pt", "ro", "sl", "sr", "sv", "wa")},
+    # KTuberling's words (only languages with no voice in dev or eval), train only
+    **{f"ktuberling_{lang}": "train" for lang in KTUBERLING_LANGS},
 }
 # Groups that must share a split (they may hold the same person)
 SAME_SPLIT: list[tuple[str, ...]] = [

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from detector.corpus.manifest import load_manifest  # noqa: E402
 from detector.featcache import corpus_features  # noqa: E402
-from detector.lofo import speaker_folds, tied_groups  # noqa: E402
+from detector.lofo import speaker_folds, tied_groups, with_ties  # noqa: E402
 from detector.metrics import eer, recording_means  # noqa: E402
 from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, speaker_group  # noqa: E402
 
@@ -56,8 +56,7 @@ class Protocol:
         """(test, fit, calibration bona fide) with ``fam`` and speaker fold ``k`` held out."""
         held = np.isin(self.speaker, self.folds[k])
         test = ((self.y == 0) & held) | (self.family == fam)
-        gone = sorted(set().union(*(self.ties.get(g, {g}) for g in self.folds[k])))
-        train = (self.family != fam) & ~np.isin(self.speaker, gone)
+        train = (self.family != fam) & ~np.isin(self.speaker, with_ties(self.folds[k], self.ties))
         return test, train & (self.split != "dev"), train & (self.split == "dev") & (self.y == 0)
 
     def folds_iter(self):
