@@ -26,7 +26,7 @@ import soundfile as sf
 from detector.audio import AudioError
 from detector.chunking import speech_chunks
 from detector.corpus import splits as splitmod
-from detector.corpus.capture import apply_capture
+from detector.corpus.capture import apply_capture, room_probabilities
 from detector.corpus.channel import apply_channel
 from detector.corpus.game_audio import load_recording, recording_duration, recording_rate
 from detector.corpus.generators import load_all
@@ -73,6 +73,7 @@ class Job:
     files: list[str] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    room_p: float = 0.0       # probability of a capture room (set by _balance_rooms)
 
 
 def _duration(path: Path) -> float:
@@ -135,7 +136,21 @@ def plan(seed: int, size: str, families: dict, fam_split: dict[str, str], packs:
                 jobs += _plan_tts(seed, split, fam, mod, per_family, lang_seconds[split], rng, cfg)
             else:
                 jobs += _plan_transform(seed, split, fam, mod, per_family, bona_by_split[split], rng, cfg)
+    _balance_rooms(jobs, cfg)
     return jobs
+
+
+def _balance_rooms(jobs: list[Job], cfg: dict) -> None:
+    """Set each job's capture-room probability so that a room is as common in bona fide speech as in spoofs
+    of the same split (replays always have one; see capture.room_probabilities)."""
+    for split in splitmod.SPLITS:
+        spoofs = [j for j in jobs if j.split == split and j.kind != "bonafide"]
+        secs = [j.seconds or cfg["tts_utterances"] * EST_SECONDS_PER_UTTERANCE for j in spoofs]
+        replay = sum(s for j, s in zip(spoofs, secs, strict=True) if j.attack_type == "replay")
+        bona_p, spoof_p = room_probabilities(replay / sum(secs) if secs else 0.0)
+        for j in jobs:
+            if j.split == split:
+                j.room_p = bona_p if j.kind == "bonafide" else 0.0 if j.attack_type == "replay" else spoof_p
 
 
 def _plan_tts(seed, split, fam, mod, target_s, lang_s, rng, cfg) -> list[Job]:
@@ -222,7 +237,7 @@ def _run_job(args: tuple[Job, str]) -> tuple[str, list[dict], str | None]:
         x = np.nan_to_num(np.asarray(x, dtype=np.float32))
         if x.size < sr * 0.5 or not np.any(x):
             return job.job_id, [], f"{job.job_id}: generator produced no audio"
-        x, sr, capture = apply_capture(x, sr, stable_seed(job.seed, "capture"), allow_room=job.attack_type != "replay")
+        x, sr, capture = apply_capture(x, sr, stable_seed(job.seed, "capture"), room_p=job.room_p)
         y, params = apply_channel(x, sr, stable_seed(job.seed, "channel"))
     except Exception as exc:  # one failed job must not stop a 40-minute build
         return job.job_id, [], f"{job.job_id}: {type(exc).__name__}: {exc}"

@@ -1,12 +1,16 @@
 """How a recording was captured before it reached the phone line: room, microphone, a lossy codec.
 
-Applied to bona fide speech and spoofs alike, with the same probabilities, before the telephone channel
-(`channel.py`). Without it, the corpus ties these nuisances to one class: only replay spoofs had room
-reverberation and only some bona fide packs had a codec history (GSM, MP3, 8-bit), so a detector could
-learn "a room means replay" (a false alarm on every speakerphone caller) or "codec artefacts mean human".
-Real callers speak in rooms, into cheap microphones, through mobile codecs; so may an attacker's
-loudspeaker or a TTS stream. Replay jobs already carry a simulated room and microphone, so they get no
-second room, only the microphone and codec draws.
+Applied to bona fide speech and spoofs alike before the telephone channel (`channel.py`). Without it, the
+corpus ties these nuisances to one class: only replay spoofs had room reverberation and only some bona fide
+packs had a codec history (GSM, MP3, 8-bit), so a detector could learn "a room means replay" (a false alarm
+on every speakerphone caller) or "codec artefacts mean human". Real callers speak in rooms, into cheap
+microphones, through mobile codecs; so may an attacker's loudspeaker or a TTS stream.
+
+Replay jobs already carry a simulated room and microphone, so they get no second room, only the microphone
+and codec draws. That alone would still leave a room more common among spoofs than among people, so the
+build gives bona fide recordings a higher room probability (`room_probabilities`) that makes the shares
+equal in each split. Half the rooms use the same image-method simulator as the replay families and half a
+noise-tail response, so that neither the presence of a room nor the simulator's fingerprint names a class.
 
 Deterministic from the seed; the codecs run through ffmpeg (a Debian package ./setup installs), whose
 encoders give the same bytes for the same input.
@@ -21,9 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import butter, fftconvolve, lfilter, sosfilt
 
-from detector.corpus.generators.replay import peaking
+from detector.corpus.generators.replay import image_method_room, peaking
 
-ROOM_P = 0.3
+ROOM_P = 0.3      # room probability of a non-replay spoof (bona fide: see room_probabilities)
+IMAGE_ROOM_P = 0.5  # share of rooms simulated with the image method (as the replay families), the rest noise tails
 MIC_P = 0.4
 CODEC_P = 0.3
 # (name, ffmpeg encoder, container, encode rate or None for the source rate, bit rates)
@@ -45,7 +50,7 @@ class CaptureError(RuntimeError):
 
 @dataclass(frozen=True)
 class CaptureParams:
-    room: str = "none"    # none | "rt<RT60 s>drr<direct-to-reverberant dB>"
+    room: str = "none"    # none | "rt<RT60 s>drr<direct-to-reverberant dB>" | "box<L>x<W>x<H>rt<RT60 s>d<metres>"
     mic: str = "none"     # none | "hp<Hz>_pk<Hz>:<dB>_pk<Hz>:<dB>_tilt<k>"
     codec: str = "none"   # none | "<codec>-<bit rate>"
 
@@ -58,7 +63,7 @@ def capture_stages(capture: str) -> set[str]:
     codecs = {c[0] for c in CODECS}
     out = set()
     for part in capture.split("+"):
-        if part.startswith("rt"):
+        if part.startswith(("rt", "box")):
             out.add("room")
         elif part.startswith("hp"):
             out.add("microphone")
@@ -67,10 +72,29 @@ def capture_stages(capture: str) -> set[str]:
     return out
 
 
-def draw_capture(rng: np.random.Generator, allow_room: bool = True) -> CaptureParams:
+def room_probabilities(replay_share: float) -> tuple[float, float]:
+    """(bona fide, non-replay spoof) room probabilities that make a room as common in both classes.
+
+    ``replay_share``: the share of a split's spoof speech that is replay (which always has a room). Spoofs
+    then have a room with probability s + (1 - s) * ROOM_P, and bona fide speech is given the same.
+    """
+    s = min(max(replay_share, 0.0), 1.0)
+    return s + (1.0 - s) * ROOM_P, ROOM_P
+
+
+def _draw_room(rng: np.random.Generator) -> str:
+    rt60 = rng.uniform(0.15, 0.7)
+    if rng.random() < IMAGE_ROOM_P:
+        dims = np.array([rng.uniform(2.5, 8.0), rng.uniform(2.0, 6.0), rng.uniform(2.3, 3.2)])
+        return f"box{dims[0]:.1f}x{dims[1]:.1f}x{dims[2]:.1f}rt{rt60:.2f}d{rng.uniform(0.3, 1.5):.1f}"
+    return f"rt{rt60:.2f}drr{rng.uniform(-3.0, 12.0):.1f}"
+
+
+def draw_capture(rng: np.random.Generator, room_p: float = ROOM_P) -> CaptureParams:
+    """One capture draw; ``room_p`` 0 for replay spoofs (their room is part of the attack)."""
     room = mic = codec = "none"
-    if rng.random() < ROOM_P and allow_room:
-        room = f"rt{rng.uniform(0.15, 0.7):.2f}drr{rng.uniform(-3.0, 12.0):.1f}"
+    if rng.random() < room_p:
+        room = _draw_room(rng)
     if rng.random() < MIC_P:
         hp = int(rng.uniform(60, 250))
         peaks = "_".join(f"pk{int(rng.uniform(300, 3500))}:{rng.uniform(-6, 6):.1f}" for _ in range(2))
@@ -81,7 +105,7 @@ def draw_capture(rng: np.random.Generator, allow_room: bool = True) -> CapturePa
     return CaptureParams(room, mic, codec)
 
 
-def _room(x: np.ndarray, sr: int, spec: str, rng: np.random.Generator) -> np.ndarray:
+def _noise_tail_room(x: np.ndarray, sr: int, spec: str, rng: np.random.Generator) -> np.ndarray:
     """Convolve with a synthetic room response: direct path + exponentially decaying noise tail.
 
     High frequencies decay faster than low ones (air and wall absorption), which a plain noise tail lacks.
@@ -97,7 +121,25 @@ def _room(x: np.ndarray, sr: int, spec: str, rng: np.random.Generator) -> np.nda
     tail[:predelay] = 0.0
     tail *= np.sqrt(10 ** (-drr / 10) / (np.sum(tail ** 2) + 1e-12))
     tail[0] = 1.0  # the direct path
-    y = fftconvolve(x, tail)[: len(x) + n // 2]
+    return fftconvolve(x, tail)[: len(x) + n // 2]
+
+
+def _image_room(x: np.ndarray, sr: int, spec: str, rng: np.random.Generator) -> np.ndarray:
+    """A talker ``d`` metres from the microphone in a shoebox room (the replay families' simulator)."""
+    size, rest = spec[3:].split("rt")
+    rt60, dist = (float(v) for v in rest.split("d"))
+    dims = np.array([float(v) for v in size.split("x")])
+    src = 0.5 + (dims - 1.0) * rng.random(3)
+    src[2] = min(max(1.1, src[2]), dims[2] - 0.3)  # a mouth at sitting or standing height
+    direction = rng.standard_normal(3)
+    direction[2] *= 0.2
+    direction /= np.linalg.norm(direction) + 1e-9
+    mic = np.clip(src + direction * dist, 0.1, dims - 0.1)
+    return image_method_room(x, sr, dims, rt60, src, mic)[: len(x) + int(0.3 * sr)]
+
+
+def _room(x: np.ndarray, sr: int, spec: str, rng: np.random.Generator) -> np.ndarray:
+    y = _image_room(x, sr, spec, rng) if spec.startswith("box") else _noise_tail_room(x, sr, spec, rng)
     return y / (np.max(np.abs(y)) + 1e-9) * (np.max(np.abs(x)) + 1e-9)
 
 
@@ -136,11 +178,11 @@ def _codec(x: np.ndarray, sr: int, spec: str) -> tuple[np.ndarray, int]:
     return np.frombuffer(dec.stdout, "<i2").astype(np.float32) / 32768.0, out_sr
 
 
-def apply_capture(x: np.ndarray, sr: int, seed: int, allow_room: bool = True,
+def apply_capture(x: np.ndarray, sr: int, seed: int, room_p: float = ROOM_P,
                   params: CaptureParams | None = None) -> tuple[np.ndarray, int, CaptureParams]:
     """Room, microphone and codec drawn from ``seed`` (or given); returns float32 audio, its rate, params."""
     rng = np.random.default_rng(seed)
-    p = params or draw_capture(rng, allow_room)
+    p = params or draw_capture(rng, room_p)
     y = np.asarray(x, dtype=np.float64)
     peak = float(np.max(np.abs(y))) if y.size else 0.0
     if p.room != "none":

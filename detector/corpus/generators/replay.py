@@ -56,30 +56,36 @@ def loudspeaker(x: np.ndarray, rng: np.random.Generator, cfg: dict) -> tuple[np.
     return y, f"spk{int(lo)}-{int(hi)}Hz_drive{drive:.1f}"
 
 
-def transform(x: np.ndarray, sr: int, rng: np.random.Generator, family: str = FAMILIES[0]):
+def image_method_room(x: np.ndarray, sr: int, dims: np.ndarray, rt60: float, src: np.ndarray,
+                      mic: np.ndarray) -> np.ndarray:
+    """``x`` emitted at ``src`` in a shoebox room of ``dims`` metres and reverberation time ``rt60`` seconds,
+    as heard at ``mic`` (pyroomacoustics' image method, reflections capped at order 12 to bound the cost)."""
     import pyroomacoustics as pra
 
+    try:
+        e_abs, max_order = pra.inverse_sabine(rt60, dims)
+    except ValueError:
+        e_abs, max_order = 0.9, 2
+    room = pra.ShoeBox(dims, fs=sr, materials=pra.Material(e_abs), max_order=int(min(max_order, 12)))
+    room.add_source(src, signal=x)
+    room.add_microphone(mic)
+    room.simulate()
+    return room.mic_array.signals[0]
+
+
+def transform(x: np.ndarray, sr: int, rng: np.random.Generator, family: str = FAMILIES[0]):
     cfg = ROOM_SETS[family]
     x16 = resample(x, sr, RATE).astype(np.float64)
     spk, spk_desc = loudspeaker(x16, rng, cfg)
     lo, hi = np.array(cfg["dims"][0]), np.array(cfg["dims"][1])
     dims = lo + (hi - lo) * rng.random(3)
     rt60 = float(rng.uniform(*cfg["rt60"]))
-    try:
-        e_abs, max_order = pra.inverse_sabine(rt60, dims)
-    except ValueError:
-        e_abs, max_order = 0.9, 2
-    max_order = int(min(max_order, 12))
-    room = pra.ShoeBox(dims, fs=RATE, materials=pra.Material(e_abs), max_order=max_order)
     src = 0.2 + (dims - 0.4) * rng.random(3)
     direction = rng.standard_normal(3)
     direction /= np.linalg.norm(direction) + 1e-9
     dist = float(rng.uniform(*cfg["dist"]))
     mic = np.clip(src + direction * dist, 0.1, dims - 0.1)
-    room.add_source(src, signal=spk)
-    room.add_microphone(mic)
-    room.simulate()
-    y = room.mic_array.signals[0]
+    y = image_method_room(spk, RATE, dims, rt60, src, mic)
     y = sosfilt(butter(2, float(rng.uniform(60, 200)), btype="high", fs=RATE, output="sos"), y)
     y = y[: len(x16) + int(0.3 * RATE)]
     desc = f"room{dims[0]:.1f}x{dims[1]:.1f}x{dims[2]:.1f}_rt{rt60:.2f}_d{dist:.1f}_{spk_desc}"

@@ -112,3 +112,18 @@ def test_missing_generator_is_named_and_build_goes_on(tmp_path: Path) -> None:
     assert "pico" not in gens and {"espeak", "mbrola", "griffinlim"} <= gens
     info = json.loads((tmp_path / "c" / "build_info.json").read_text())
     assert "pico" in info["missing_generators"]
+
+
+def test_plan_gives_bona_fide_speech_rooms_as_often_as_spoofs_get_them() -> None:
+    packs, _ = inventory(include_klettres=False)
+    fams = load_all()
+    jobs = plan(1, "full", fams, family_splits(list(fams)), packs)
+    for split in ("train", "dev", "eval"):
+        mine = [j for j in jobs if j.split == split]
+        spoofs = [j for j in mine if j.kind != "bonafide"]
+        assert all(j.room_p == 0.0 for j in spoofs if j.attack_type == "replay")  # their room is the attack's
+        seconds = [j.seconds or 30.0 for j in spoofs]  # a TTS job is planned as 6 utterances of ~5 s
+        rooms = [1.0 if j.attack_type == "replay" else j.room_p for j in spoofs]
+        spoof_share = float(np.average(rooms, weights=seconds))
+        bona = {j.room_p for j in mine if j.kind == "bonafide"}
+        assert len(bona) == 1 and abs(bona.pop() - spoof_share) < 1e-9 and spoof_share > 0.3

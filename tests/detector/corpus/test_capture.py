@@ -12,12 +12,14 @@ from scipy.signal import welch
 from detector.corpus.capture import (
     CODEC_P,
     CODECS,
+    IMAGE_ROOM_P,
     MIC_P,
     ROOM_P,
     CaptureParams,
     apply_capture,
     capture_stages,
     draw_capture,
+    room_probabilities,
 )
 
 
@@ -44,22 +46,35 @@ def test_draw_rates_match_the_stated_probabilities_and_replay_never_gets_a_secon
     assert abs(np.mean([d.mic != "none" for d in draws]) - MIC_P) < 0.03
     assert abs(np.mean([d.codec != "none" for d in draws]) - CODEC_P) < 0.03
     assert set(Counter(d.codec.split("-")[0] for d in draws if d.codec != "none")) == {c[0] for c in CODECS}
-    replay = [draw_capture(rng, allow_room=False) for _ in range(500)]
+    rooms = [d.room for d in draws if d.room != "none"]
+    assert abs(np.mean([r.startswith("box") for r in rooms]) - IMAGE_ROOM_P) < 0.06
+    assert all(capture_stages(r) == {"room"} for r in rooms)
+    replay = [draw_capture(rng, room_p=0.0) for _ in range(500)]
     assert all(d.room == "none" for d in replay)
     assert any(d.mic != "none" for d in replay) and any(d.codec != "none" for d in replay)
 
 
-def test_room_adds_a_decaying_tail_after_the_speech_stops() -> None:
+@pytest.mark.parametrize("room", ["rt0.60drr0.0", "box6.0x4.0x2.8rt0.60d1.2"])
+def test_room_adds_a_decaying_tail_after_the_speech_stops(room: str) -> None:
+    pytest.importorskip("pyroomacoustics")
     sr = 16000
     x = np.zeros(sr, np.float32)
     x[:4000] = _speechlike(sr, 0.25)
     dry, _, _ = apply_capture(x, sr, 0, params=CaptureParams())
-    wet, _, _ = apply_capture(x, sr, 0, params=CaptureParams(room="rt0.60drr0.0"))
+    wet, _, _ = apply_capture(x, sr, 0, params=CaptureParams(room=room))
     tail = slice(4200, 8000)
     assert np.sqrt(np.mean(dry[tail] ** 2)) < 1e-6
     e1 = np.sqrt(np.mean(wet[4200:5000] ** 2))
     e2 = np.sqrt(np.mean(wet[7000:8000] ** 2))
     assert e1 > 1e-3 and e2 < e1  # reverberation present and dying away
+
+
+@pytest.mark.parametrize("replay_share", [0.0, 0.12, 0.34, 1.0])
+def test_room_probabilities_make_a_room_as_common_in_bona_fide_speech_as_in_spoofs(replay_share: float) -> None:
+    bona_p, spoof_p = room_probabilities(replay_share)
+    assert spoof_p == ROOM_P
+    spoof_room_share = replay_share + (1 - replay_share) * spoof_p  # replays always carry a room
+    assert bona_p == pytest.approx(spoof_room_share)
 
 
 def test_mic_colours_the_spectrum_where_its_peak_sits() -> None:
