@@ -162,7 +162,7 @@ def fit_fusion(corpus_dir: Path, models_dir: Path, out_dir: Path | None = None) 
     from detector.evaluate import score_rows
     from detector.metrics import rates_at
     from detector.scoring import load_detector
-    from detector.train_gbm import balanced_weights, calibrate
+    from detector.train_gbm import balanced_weights, calibrate, evidence_windows
 
     out_dir = Path(out_dir or models_dir)
     dev = [r for r in load_manifest(corpus_dir) if r["split"] == "dev"]
@@ -177,7 +177,7 @@ def fit_fusion(corpus_dir: Path, models_dir: Path, out_dir: Path | None = None) 
     x = np.column_stack([to_logit(probs[k]) for k in INPUTS])
     w, b = fit_logistic(x, y, balanced_weights(dev))
     fused = 1.0 / (1.0 + np.exp(-(x @ w + b)))
-    th = calibrate(y, fused)
+    th = calibrate(y, fused, dev)  # warn / hang-up on the live policy's evidence windows, as the GBM's
     at = rates_at(y, fused, th["eer"])
     inputs_eer = {k: calibrate(y, probs[k])["dev_eer"] for k in INPUTS}
     cv = cross_validated_eer(dev, x, y)
@@ -192,6 +192,7 @@ def fit_fusion(corpus_dir: Path, models_dir: Path, out_dir: Path | None = None) 
         "weights": {k: float(v) for k, v in zip(INPUTS, w, strict=True)},
         "bias": b,
         "thresholds": {k: th[k] for k in ("eer", "far_1pct", "far_0_1pct")},
+        "evidence_windows": evidence_windows(th),
         "dev": {"eer": th["dev_eer"], "eer_cross_validated_5fold_by_group": cv,
                 "accuracy_at_eer_threshold": at["accuracy"], "input_eers": inputs_eer,
                 "n_bonafide": int((y == 0).sum()), "n_spoof": int((y == 1).sum())},

@@ -71,6 +71,10 @@ def test_fusion_fitted_on_dev_loads_and_checks_its_input_versions(tiny_corpus, t
     assert cal["thresholds"]["far_0_1pct"] >= cal["thresholds"]["far_1pct"]
     assert set(cal["weights"]) == {"gbm", "wavlm"}
     det = FusedDetector.load(models)
+    from detector.train_gbm import EVIDENCE_WINDOW, HANGUP_WINDOW
+
+    # warn and hang-up measured on the live policy's evidence windows, as the GBM's thresholds are
+    assert (det.thresholds.warn_window, det.thresholds.hangup_window) == (EVIDENCE_WINDOW, HANGUP_WINDOW)
     from detector.corpus.manifest import load_chunks, load_manifest
 
     rows = [r for r in load_manifest(tiny_corpus) if r["split"] == "dev"]
