@@ -22,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--skip", default="", help="comma-separated generator families to leave out")
     b.add_argument("--packages-dir", default=None,
                    help="folder of unpacked extra packages (default data/packages; env CALLGUARD_PACKAGES_DIR)")
+    b.add_argument("--balance-rooms", action="store_true",
+                   help="a capture room as common in bona fide speech as in spoofs, half of the rooms from the "
+                        "replay families' simulator (an experiment: measured in docs/generalisation.md)")
     b.add_argument("--train-vocoders", action="store_true",
                    help="first train the neural vocoder families whose weights are missing (needs the train "
                         "extra; about 14 minutes each), so that one command builds the whole corpus on a clean "
@@ -51,7 +54,8 @@ def run_build(args: argparse.Namespace) -> int:
     if args.train_vocoders and _train_missing_vocoders(args.seed, skip) != 0:
         return 1
     info = build(Path(args.out), seed=args.seed, size=args.size, workers=args.workers, skip=skip,
-                 packages_dir=Path(args.packages_dir) if args.packages_dir else None)
+                 packages_dir=Path(args.packages_dir) if args.packages_dir else None,
+                 balance_rooms=args.balance_rooms)
     print(summary_text(info))
     if info["chunks"] == 0:
         logging.getLogger("callguard.corpus").error("the build produced no chunks")

@@ -26,7 +26,7 @@ import soundfile as sf
 from detector.audio import AudioError
 from detector.chunking import speech_chunks
 from detector.corpus import splits as splitmod
-from detector.corpus.capture import apply_capture, room_probabilities
+from detector.corpus.capture import IMAGE_ROOM_P, ROOM_P, apply_capture, room_probabilities
 from detector.corpus.channel import apply_channel
 from detector.corpus.game_audio import load_recording, recording_duration, recording_rate
 from detector.corpus.generators import load_all
@@ -73,7 +73,8 @@ class Job:
     files: list[str] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    room_p: float = 0.0       # probability of a capture room (set by _balance_rooms)
+    room_p: float = 0.0       # probability of a capture room (set by _set_rooms)
+    image_p: float = 0.0      # share of those rooms from the image-method simulator
 
 
 def _duration(path: Path) -> float:
@@ -106,7 +107,8 @@ def _segments(pack: Pack, seg_s: float, seed: int, max_segs: int | None) -> list
     return segs[:max_segs] if max_segs is not None else segs
 
 
-def plan(seed: int, size: str, families: dict, fam_split: dict[str, str], packs: list[Pack]) -> list[Job]:
+def plan(seed: int, size: str, families: dict, fam_split: dict[str, str], packs: list[Pack],
+         balance_rooms: bool = False) -> list[Job]:
     cfg = SIZES[size]
     gsplit = splitmod.group_splits(sorted({p.group for p in packs}))
     jobs: list[Job] = []
@@ -136,21 +138,23 @@ def plan(seed: int, size: str, families: dict, fam_split: dict[str, str], packs:
                 jobs += _plan_tts(seed, split, fam, mod, per_family, lang_seconds[split], rng, cfg)
             else:
                 jobs += _plan_transform(seed, split, fam, mod, per_family, bona_by_split[split], rng, cfg)
-    _balance_rooms(jobs, cfg)
+    _set_rooms(jobs, cfg, balance_rooms)
     return jobs
 
 
-def _balance_rooms(jobs: list[Job], cfg: dict) -> None:
-    """Set each job's capture-room probability so that a room is as common in bona fide speech as in spoofs
-    of the same split (replays always have one; see capture.room_probabilities)."""
+def _set_rooms(jobs: list[Job], cfg: dict, balance: bool) -> None:
+    """Each job's capture-room probability: ROOM_P, none for replays (their room is the attack's). With
+    ``balance``, bona fide speech gets the probability that makes a room as common in it as in the spoofs of
+    its split, and half the rooms come from the image-method simulator (see capture.room_probabilities)."""
     for split in splitmod.SPLITS:
         spoofs = [j for j in jobs if j.split == split and j.kind != "bonafide"]
         secs = [j.seconds or cfg["tts_utterances"] * EST_SECONDS_PER_UTTERANCE for j in spoofs]
         replay = sum(s for j, s in zip(spoofs, secs, strict=True) if j.attack_type == "replay")
-        bona_p, spoof_p = room_probabilities(replay / sum(secs) if secs else 0.0)
+        bona_p, spoof_p = room_probabilities(replay / sum(secs) if secs else 0.0) if balance else (ROOM_P, ROOM_P)
         for j in jobs:
             if j.split == split:
                 j.room_p = bona_p if j.kind == "bonafide" else 0.0 if j.attack_type == "replay" else spoof_p
+                j.image_p = IMAGE_ROOM_P if balance else 0.0
 
 
 def _plan_tts(seed, split, fam, mod, target_s, lang_s, rng, cfg) -> list[Job]:
@@ -237,7 +241,8 @@ def _run_job(args: tuple[Job, str]) -> tuple[str, list[dict], str | None]:
         x = np.nan_to_num(np.asarray(x, dtype=np.float32))
         if x.size < sr * 0.5 or not np.any(x):
             return job.job_id, [], f"{job.job_id}: generator produced no audio"
-        x, sr, capture = apply_capture(x, sr, stable_seed(job.seed, "capture"), room_p=job.room_p)
+        x, sr, capture = apply_capture(x, sr, stable_seed(job.seed, "capture"), room_p=job.room_p,
+                                       image_p=job.image_p)
         y, params = apply_channel(x, sr, stable_seed(job.seed, "channel"))
     except Exception as exc:  # one failed job must not stop a 40-minute build
         return job.job_id, [], f"{job.job_id}: {type(exc).__name__}: {exc}"
@@ -292,7 +297,7 @@ def manifest_hash(path: Path) -> str:
 
 
 def build(out: Path, seed: int = 1, size: str = "full", workers: int = 2, skip: tuple[str, ...] = (),
-          packages_dir: Path | None = None) -> dict:
+          packages_dir: Path | None = None, balance_rooms: bool = False) -> dict:
     t0 = time.time()
     cfg = SIZES[size]
     out = Path(out)
@@ -323,7 +328,7 @@ def build(out: Path, seed: int = 1, size: str = "full", workers: int = 2, skip: 
         log.warning("neural vocoder families skipped (%s): train them with `%s`, then rebuild",
                     ", ".join(skipped_vocoders), VOCODER_TRAIN_COMMAND)
     fam_split = splitmod.family_splits(available)
-    jobs = plan(seed, size, families, fam_split, packs)
+    jobs = plan(seed, size, families, fam_split, packs, balance_rooms)
     log.info("planned %d jobs (%d bona fide, %d spoof) from %d packs and %d generator families",
              len(jobs), sum(j.kind == "bonafide" for j in jobs), sum(j.kind != "bonafide" for j in jobs),
              len(packs), len(available))
@@ -358,7 +363,8 @@ def build(out: Path, seed: int = 1, size: str = "full", workers: int = 2, skip: 
     digest = manifest_hash(out / "manifest.csv")
     elapsed = time.time() - t0
     info = {
-        "seed": seed, "size": size, "workers": workers, "manifest_sha256": digest, "chunks": len(rows),
+        "seed": seed, "size": size, "workers": workers, "balance_rooms": balance_rooms, "manifest_sha256": digest,
+        "chunks": len(rows),
         "build_seconds": round(elapsed, 1), "jobs": len(jobs), "failed_jobs": errors[:50],
         "n_failed_jobs": len(errors),
         "families": {f: {"split": fam_split[f], "attack_type": families[f].ATTACK_TYPE} for f in available},

@@ -7,10 +7,11 @@ on every speakerphone caller) or "codec artefacts mean human". Real callers spea
 microphones, through mobile codecs; so may an attacker's loudspeaker or a TTS stream.
 
 Replay jobs already carry a simulated room and microphone, so they get no second room, only the microphone
-and codec draws. That alone would still leave a room more common among spoofs than among people, so the
-build gives bona fide recordings a higher room probability (`room_probabilities`) that makes the shares
-equal in each split. Half the rooms use the same image-method simulator as the replay families and half a
-noise-tail response, so that neither the presence of a room nor the simulator's fingerprint names a class.
+and codec draws. That alone leaves a room more common among spoofs than among people, and the capture room
+(a noise tail) is another simulator than the replay rooms' image method. `corpus build --balance-rooms`
+gives bona fide recordings the higher room probability that makes the shares equal in each split
+(`room_probabilities`) and simulates half the capture rooms with the replay families' image method
+(measured in docs/generalisation.md; not the default, the shipped models are trained without it).
 
 Deterministic from the seed; the codecs run through ffmpeg (a Debian package ./setup installs), whose
 encoders give the same bytes for the same input.
@@ -28,7 +29,7 @@ from scipy.signal import butter, fftconvolve, lfilter, sosfilt
 from detector.corpus.generators.replay import image_method_room, peaking
 
 ROOM_P = 0.3      # room probability of a non-replay spoof (bona fide: see room_probabilities)
-IMAGE_ROOM_P = 0.5  # share of rooms simulated with the image method (as the replay families), the rest noise tails
+IMAGE_ROOM_P = 0.5  # --balance-rooms: share of capture rooms simulated with the image method, the rest noise tails
 MIC_P = 0.4
 CODEC_P = 0.3
 # (name, ffmpeg encoder, container, encode rate or None for the source rate, bit rates)
@@ -82,19 +83,20 @@ def room_probabilities(replay_share: float) -> tuple[float, float]:
     return s + (1.0 - s) * ROOM_P, ROOM_P
 
 
-def _draw_room(rng: np.random.Generator) -> str:
+def _draw_room(rng: np.random.Generator, image_p: float) -> str:
     rt60 = rng.uniform(0.15, 0.7)
-    if rng.random() < IMAGE_ROOM_P:
+    if image_p > 0 and rng.random() < image_p:  # no draw at 0: the default corpus keeps its exact draws
         dims = np.array([rng.uniform(2.5, 8.0), rng.uniform(2.0, 6.0), rng.uniform(2.3, 3.2)])
         return f"box{dims[0]:.1f}x{dims[1]:.1f}x{dims[2]:.1f}rt{rt60:.2f}d{rng.uniform(0.3, 1.5):.1f}"
     return f"rt{rt60:.2f}drr{rng.uniform(-3.0, 12.0):.1f}"
 
 
-def draw_capture(rng: np.random.Generator, room_p: float = ROOM_P) -> CaptureParams:
-    """One capture draw; ``room_p`` 0 for replay spoofs (their room is part of the attack)."""
+def draw_capture(rng: np.random.Generator, room_p: float = ROOM_P, image_p: float = 0.0) -> CaptureParams:
+    """One capture draw: ``room_p`` 0 for replay spoofs (their room is part of the attack); ``image_p`` the
+    share of rooms from the image-method simulator."""
     room = mic = codec = "none"
     if rng.random() < room_p:
-        room = _draw_room(rng)
+        room = _draw_room(rng, image_p)
     if rng.random() < MIC_P:
         hp = int(rng.uniform(60, 250))
         peaks = "_".join(f"pk{int(rng.uniform(300, 3500))}:{rng.uniform(-6, 6):.1f}" for _ in range(2))
@@ -178,11 +180,11 @@ def _codec(x: np.ndarray, sr: int, spec: str) -> tuple[np.ndarray, int]:
     return np.frombuffer(dec.stdout, "<i2").astype(np.float32) / 32768.0, out_sr
 
 
-def apply_capture(x: np.ndarray, sr: int, seed: int, room_p: float = ROOM_P,
+def apply_capture(x: np.ndarray, sr: int, seed: int, room_p: float = ROOM_P, image_p: float = 0.0,
                   params: CaptureParams | None = None) -> tuple[np.ndarray, int, CaptureParams]:
     """Room, microphone and codec drawn from ``seed`` (or given); returns float32 audio, its rate, params."""
     rng = np.random.default_rng(seed)
-    p = params or draw_capture(rng, room_p)
+    p = params or draw_capture(rng, room_p, image_p)
     y = np.asarray(x, dtype=np.float64)
     peak = float(np.max(np.abs(y))) if y.size else 0.0
     if p.room != "none":

@@ -114,10 +114,12 @@ def test_missing_generator_is_named_and_build_goes_on(tmp_path: Path) -> None:
     assert "pico" in info["missing_generators"]
 
 
-def test_plan_gives_bona_fide_speech_rooms_as_often_as_spoofs_get_them() -> None:
+def test_balance_rooms_gives_bona_fide_speech_rooms_as_often_as_spoofs_get_them() -> None:
     packs, _ = inventory(include_klettres=False)
     fams = load_all()
-    jobs = plan(1, "full", fams, family_splits(list(fams)), packs)
+    default = plan(1, "full", fams, family_splits(list(fams)), packs)
+    assert all(j.room_p in (0.0, 0.3) and j.image_p == 0.0 for j in default)  # the shipped corpus: no balancing
+    jobs = plan(1, "full", fams, family_splits(list(fams)), packs, balance_rooms=True)
     for split in ("train", "dev", "eval"):
         mine = [j for j in jobs if j.split == split]
         spoofs = [j for j in mine if j.kind != "bonafide"]

@@ -46,7 +46,8 @@ def test_draw_rates_match_the_stated_probabilities_and_replay_never_gets_a_secon
     assert abs(np.mean([d.mic != "none" for d in draws]) - MIC_P) < 0.03
     assert abs(np.mean([d.codec != "none" for d in draws]) - CODEC_P) < 0.03
     assert set(Counter(d.codec.split("-")[0] for d in draws if d.codec != "none")) == {c[0] for c in CODECS}
-    rooms = [d.room for d in draws if d.room != "none"]
+    assert all(d.room.startswith(("none", "rt")) for d in draws)  # the default: noise-tail rooms only
+    rooms = [d.room for d in (draw_capture(rng, image_p=IMAGE_ROOM_P) for _ in range(2000)) if d.room != "none"]
     assert abs(np.mean([r.startswith("box") for r in rooms]) - IMAGE_ROOM_P) < 0.06
     assert all(capture_stages(r) == {"room"} for r in rooms)
     replay = [draw_capture(rng, room_p=0.0) for _ in range(500)]
