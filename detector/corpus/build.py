@@ -146,15 +146,18 @@ def _set_rooms(jobs: list[Job], cfg: dict, balance: bool) -> None:
     """Each job's capture-room probability: ROOM_P, none for replays (their room is the attack's). With
     ``balance``, bona fide speech gets the probability that makes a room as common in it as in the spoofs of
     its split, and half the rooms come from the image-method simulator (see capture.room_probabilities)."""
+    image_p = IMAGE_ROOM_P if balance else 0.0
     for split in splitmod.SPLITS:
-        spoofs = [j for j in jobs if j.split == split and j.kind != "bonafide"]
-        secs = [j.seconds or cfg["tts_utterances"] * EST_SECONDS_PER_UTTERANCE for j in spoofs]
-        replay = sum(s for j, s in zip(spoofs, secs, strict=True) if j.attack_type == "replay")
-        bona_p, spoof_p = room_probabilities(replay / sum(secs) if secs else 0.0) if balance else (ROOM_P, ROOM_P)
-        for j in jobs:
-            if j.split == split:
-                j.room_p = bona_p if j.kind == "bonafide" else 0.0 if j.attack_type == "replay" else spoof_p
-                j.image_p = IMAGE_ROOM_P if balance else 0.0
+        mine = [j for j in jobs if j.split == split]
+        bona_p = spoof_p = ROOM_P
+        if balance:
+            spoofs = [j for j in mine if j.kind != "bonafide"]
+            secs = [j.seconds or cfg["tts_utterances"] * EST_SECONDS_PER_UTTERANCE for j in spoofs]
+            replay = sum(s for j, s in zip(spoofs, secs, strict=True) if j.attack_type == "replay")
+            bona_p, spoof_p = room_probabilities(replay / sum(secs) if secs else 0.0)
+        for j in mine:
+            j.room_p = bona_p if j.kind == "bonafide" else 0.0 if j.attack_type == "replay" else spoof_p
+            j.image_p = image_p
 
 
 def _plan_tts(seed, split, fam, mod, target_s, lang_s, rng, cfg) -> list[Job]:
