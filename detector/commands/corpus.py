@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also run the trivial-cue audit on up to N chunks per split (e.g. 2000)")
     r.set_defaults(func=run_report)
     t = sub.add_parser("train-vocoders",
-                       help="train the small neural vocoders (hifigan, nsf) used as neural spoof families")
+                       help="train the small neural vocoders (hifigan, nsf, mbmelgan, wavernn) used as neural spoof "
+                            "families")
     from detector.corpus.neural_vocoders.train import add_arguments
 
     add_arguments(t)
