@@ -22,14 +22,25 @@ from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, calibrate, evid
 
 
 def feature_mask_without(groups: list[str]) -> np.ndarray:
-    """Column mask of the feature matrix without the named feature groups (for ablations)."""
+    """Column mask of the feature matrix without the named feature groups (for ablations).
+
+    A name that is not a group may be a feature-name prefix (``bispec_phase`` drops the bispectral phase
+    statistics and keeps the bicoherence and magnitude ones)."""
     from detector.features import feature_group, feature_names
 
-    have = np.array([feature_group(n) for n in feature_names()])
-    unknown = sorted(set(groups) - set(have))
+    names = np.array(feature_names())
+    have = np.array([feature_group(n) for n in names])
+    drop = np.zeros(len(names), dtype=bool)
+    unknown = []
+    for g in groups:
+        hit = (have == g) | np.char.startswith(names, g + "_")
+        if not hit.any():
+            unknown.append(g)
+        drop |= hit
     if unknown:
-        raise ValueError(f"unknown feature group(s) {', '.join(unknown)}; known: {', '.join(sorted(set(have)))}")
-    return ~np.isin(have, groups)
+        raise ValueError(f"unknown feature group(s) or prefix(es) {', '.join(sorted(unknown))}; "
+                         f"known groups: {', '.join(sorted(set(have)))}")
+    return ~drop
 
 
 def tied_groups(groups: set[str] | list[str]) -> dict[str, set[str]]:

@@ -48,6 +48,17 @@ def test_feature_mask_without_drops_exactly_the_named_groups():
         feature_mask_without(["nosuchgroup"])
 
 
+def test_feature_mask_without_a_prefix_drops_only_the_features_that_start_with_it():
+    names = np.array(feature_names())
+    mask = feature_mask_without(["bispec_phase"])
+    phase = np.char.startswith(names, "bispec_phase_")
+    assert phase.sum() >= 4
+    assert not mask[phase].any()
+    assert mask[~phase].all()
+    with pytest.raises(ValueError, match="bispec_nosuch"):
+        feature_mask_without(["bispec_nosuch"])
+
+
 def test_rawboost_copies_are_cached_reproducible_and_differ_from_the_clean_features(tiny_corpus, tmp_path):
     import shutil
 

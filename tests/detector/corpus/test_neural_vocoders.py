@@ -145,3 +145,23 @@ def test_wavernn_folded_sampling_returns_one_bounded_sample_per_input_sample():
         for frames in (3, 7, 25):  # shorter than one fold, several folds, several folds with a ragged end
             y = model(torch.zeros(1, 40, frames), None, torch.Generator().manual_seed(1))
             assert y.shape == (1, frames * 80) and torch.isfinite(y).all() and float(y.abs().max()) <= 1.0
+
+
+def _cpu_capability_in_a_fresh_process(env_extra: dict[str, str]) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")}
+    env.update(env_extra)
+    code = ("import detector.corpus.neural_vocoders.dsp, torch; "
+            "print(torch.backends.cpu.get_cpu_capability())")
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_vocoder_code_pins_torch_to_avx2_kernels_so_weights_match_across_machines():
+    # AVX-512 kernels round differently from AVX2 ones; the corpus must not depend on the build machine
+    assert _cpu_capability_in_a_fresh_process({}) == "AVX2"
+    # an explicit choice in the environment still wins
+    assert _cpu_capability_in_a_fresh_process({"ATEN_CPU_CAPABILITY": "default"}) == "DEFAULT"
