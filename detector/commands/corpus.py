@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 DEFAULT_OUT = "data/corpus"
+# the shipped corpus (v8) is built without these two train-only voice changers
+DEFAULT_SKIP = ("psola", "wsola")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="small: a few hundred chunks in under 3 minutes (tests); full: the training corpus")
     b.add_argument("--seed", type=int, default=1, help="same seed, same manifest (default 1)")
     b.add_argument("--workers", type=int, default=2, help="worker processes (default 2, the machine has 2 cores)")
-    b.add_argument("--skip", default="", help="comma-separated generator families to leave out")
+    b.add_argument("--skip", default=",".join(DEFAULT_SKIP),
+                   help=f"comma-separated generator families to leave out (default {','.join(DEFAULT_SKIP)}: "
+                        "corpus v7's voice changers, which made the shipped detector worse, see "
+                        "docs/generalisation.md; --skip '' builds every family)")
     b.add_argument("--packages-dir", default=None,
                    help="folder of unpacked extra packages (default data/packages; env CALLGUARD_PACKAGES_DIR)")
     b.add_argument("--balance-rooms", action="store_true",

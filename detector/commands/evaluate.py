@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-selection", action="store_true",
                    help="lofo over train+dev only (the eval split stays unread): for comparing variants")
     p.add_argument("--drop-group", action="append", default=[], metavar="GROUP",
-                   help="lofo without a feature group (bispec, lfcc, cqcc, ...) or the features whose name starts with GROUP_ (e.g. bispec_phase); repeatable, for ablations")
+                   help="lofo without a feature group (bispec, lfcc, cqcc, ...) or the features whose name starts "
+                        "with GROUP_ (e.g. bispec_phase); repeatable, for ablations")
     p.add_argument("--rounds", type=int, default=400, help="lofo: boosting rounds per fold")
     p.add_argument("--augment", choices=("rawboost", "channel"), default=None,
                    help="lofo: each fold also trains on a perturbed copy of its training chunks, RawBoost or "
