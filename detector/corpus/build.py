@@ -299,6 +299,19 @@ def manifest_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _vocoder_weights(available: list[str]) -> dict[str, dict[str, str]]:
+    """Which weights made each neural family: their vocoder training can differ between machines, so the
+    file's sha256 says whether two builds used the same ones."""
+    from detector.corpus.neural_vocoders import FAMILIES, weights_path
+
+    out = {}
+    for fam in FAMILIES:
+        path = weights_path(fam)
+        if fam in available and path.is_file():
+            out[fam] = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return out
+
+
 def build(out: Path, seed: int = 1, size: str = "full", workers: int = 2, skip: tuple[str, ...] = (),
           packages_dir: Path | None = None, balance_rooms: bool = False) -> dict:
     t0 = time.time()
@@ -372,6 +385,7 @@ def build(out: Path, seed: int = 1, size: str = "full", workers: int = 2, skip: 
         "n_failed_jobs": len(errors),
         "families": {f: {"split": fam_split[f], "attack_type": families[f].ATTACK_TYPE} for f in available},
         "missing_generators": missing_generators, "missing_sources": missing_sources,
+        "vocoder_weights": _vocoder_weights(available),
         "sources": [{"package": p.package, "speaker": p.speaker, "group": p.group, "language": p.language,
                      "licence": p.licence, "gsm": p.gsm, "codec_history": p.codec_history,
                      "max_minutes": p.max_minutes, "files": len(p.files), "note": p.note} for p in packs],

@@ -122,6 +122,15 @@ def test_small_build_has_neural_vocoder_spoofs_of_same_split_speakers(small_corp
         assert {r["attack_type"] for r in mine} == {"neural"}
         human = {r["speaker"] for r in rows if r["split"] == FAMILY_SPLIT[fam] and r["label"] == "bonafide"}
         assert {r["speaker"] for r in mine} <= human
+    # build_info names the weights that made each family (their training differs between machines)
+    import hashlib
+    import json
+
+    from detector.corpus.neural_vocoders import weights_path
+
+    info = json.loads((small_corpus / "build_info.json").read_text())
+    for fam in FAMILIES:
+        assert info["vocoder_weights"][fam]["sha256"] == hashlib.sha256(weights_path(fam).read_bytes()).hexdigest()
 
 
 def test_mbmelgan_pqmf_synthesis_bank_splits_the_band_into_four_power_complementary_bands():
