@@ -129,3 +129,16 @@ def test_balance_rooms_gives_bona_fide_speech_rooms_as_often_as_spoofs_get_them(
         spoof_share = float(np.average(rooms, weights=seconds))
         bona = {j.room_p for j in mine if j.kind == "bonafide"}
         assert len(bona) == 1 and abs(bona.pop() - spoof_share) < 1e-9 and spoof_share > 0.3
+
+
+def test_build_info_names_the_vocoder_weights_by_sha256(tmp_path, monkeypatch) -> None:
+    import hashlib
+
+    from detector.corpus.build import _vocoder_weights
+
+    monkeypatch.setenv("CALLGUARD_VOCODERS_DIR", str(tmp_path))
+    (tmp_path / "hifigan.pt").write_bytes(b"weights")
+    (tmp_path / "nsf.pt").write_bytes(b"other")
+    got = _vocoder_weights(["hifigan", "espeak"])  # nsf has weights but was not used (skipped)
+    assert got == {"hifigan": {"path": str(tmp_path / "hifigan.pt"),
+                               "sha256": hashlib.sha256(b"weights").hexdigest()}}
