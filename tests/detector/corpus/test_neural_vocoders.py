@@ -44,6 +44,8 @@ def test_tiny_vocoder_loss_decreases(family, tmp_path):
     assert rec["steps_done"] == steps
     assert rec["loss_last"] < rec["loss_first"] * 0.95, rec
     assert (tmp_path / f"{family}.pt").is_file() and (tmp_path / f"{family}.json").is_file()
+    # the kernels' instruction set is recorded (the pin itself is checked in a fresh process below)
+    assert rec["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 @pytest.fixture(scope="module")
