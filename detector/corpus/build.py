@@ -295,7 +295,8 @@ class Progress:
         sys.stderr.flush()
 
 
-def manifest_hash(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes (the manifest's hash, the vocoder weights')."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -308,7 +309,7 @@ def _vocoder_weights(available: list[str]) -> dict[str, dict[str, str]]:
     for fam in FAMILIES:
         path = weights_path(fam)
         if fam in available and path.is_file():
-            out[fam] = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+            out[fam] = {"path": str(path), "sha256": file_sha256(path)}
     return out
 
 
@@ -376,7 +377,7 @@ def build(out: Path, seed: int = 1, size: str = "full", workers: int = 2, skip: 
         w.writeheader()
         for r in rows:
             w.writerow({k: r.get(k, "") for k in COLUMNS})
-    digest = manifest_hash(out / "manifest.csv")
+    digest = file_sha256(out / "manifest.csv")
     elapsed = time.time() - t0
     info = {
         "seed": seed, "size": size, "workers": workers, "balance_rooms": balance_rooms, "manifest_sha256": digest,
