@@ -163,7 +163,9 @@ def _cpu_capability_in_a_fresh_process(env_extra: dict[str, str]) -> str:
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")}
+    from detector.corpus.neural_vocoders import PINNED_CPU_ISA
+
+    env = {k: v for k, v in os.environ.items() if k not in PINNED_CPU_ISA}
     env.update(env_extra)
     code = ("import detector.corpus.neural_vocoders.dsp, torch; "
             "print(torch.backends.cpu.get_cpu_capability())")
