@@ -1,0 +1,224 @@
+"""Model-selection experiment: does a small convolutional network on log spectrograms generalise to unseen
+families better than the GBM on summary statistics, alone or blended with it?
+
+Every model tried so far on this corpus sees per-chunk summary statistics (the GBM, an MLP, OC-softmax nets)
+or raw samples through a transformer trained from scratch (WavLM, far worse). A 2-D CNN over the
+time-frequency plane sits between the two: it keeps *where* in time and frequency an artefact sits (a
+vocoder's smeared harmonics, a phase vocoder's transient blur, a room's tail) that the statistics average
+away, and it is far cheaper to train from scratch than a transformer. LFCC/spectrogram CNNs (LCNN) are the
+standard ASVspoof baselines.
+
+Front end (``spectrogram_channels``): 25 ms Hann frames every 10 ms, 256-point FFT, the 128 bins above DC
+averaged in pairs to 64 linear bands, log power with the chunk's mean log power removed (level invariance).
+``--cmn`` also removes each band's mean over the chunk (the long-term envelope: timbre and channel colour);
+``--phase`` adds four phase-derivative channels. Every channel and band is standardised on a sample of the
+fold's training rows. Training: random ~1-s crops (96 frames), one random band mask (SpecAugment),
+speaker- and generator-balanced sampling, AdamW with a one-cycle schedule, a fixed budget (no early
+stopping on what is tested). Test: the whole 2-s chunk. Spectrograms are cached as float16 under the
+corpus's ``features/`` (1 GB without phase, 4.8 GB with it, for v8's train+dev).
+
+Same folds as ``detector.lofo.run_lofo``, train+dev only (eval is never read); ``bass`` trains always, as in
+the shipped protocol. Prints the GBM (200 rounds), the CNN, and their average after z-scoring each on the
+fold's calibration bona fide rows. Needs torch (the ``train`` extra).
+
+    .venv/bin/python docs/experiments/cnn_lofo.py --epochs 6 [--cmn] [--phase] [--families a,b] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from lofo_variants import Protocol  # noqa: E402
+
+from detector.metrics import eer, recording_means  # noqa: E402
+from detector.train_gbm import balanced_weights  # noqa: E402
+
+FRAME, HOP, NFFT, BANDS = 200, 80, 256, 64
+FRAMES = (16000 - FRAME) // HOP + 1
+CROP = 96
+
+
+def spectrogram_channels(chunks: np.ndarray, phase: bool) -> np.ndarray:
+    """[N, 16000] chunks at 8 kHz -> [N, C, BANDS, FRAMES] float16 (band pairs of the 128 bins above DC).
+
+    Channel 0: log power, the chunk's mean removed. With ``phase`` four more: cos and sin of each bin's
+    instantaneous-frequency deviation (its phase advance from the previous frame minus the advance of the
+    bin's centre frequency) and of the phase step to the next lower bin (a group-delay proxy), band means.
+    Magnitude alone cannot see copy-synthesis that keeps the magnitude and rebuilds the phase (Griffin-Lim,
+    a phase vocoder): the GBM's bispectral phase statistics are what catches those."""
+    idx = np.arange(FRAME)[None, :] + HOP * np.arange(FRAMES)[:, None]
+    spec = np.fft.rfft(chunks[:, idx] * np.hanning(FRAME).astype(np.float32), n=NFFT, axis=-1)  # [N, T, 129]
+    power = np.abs(spec[..., 1:]) ** 2
+
+    def bands(a: np.ndarray) -> np.ndarray:      # [N, T, 128] -> [N, BANDS, T]
+        return a.reshape(*a.shape[:2], BANDS, -1).mean(-1).transpose(0, 2, 1)
+    logp = np.log(bands(power) + 1e-10)
+    logp -= logp.mean(axis=(1, 2), keepdims=True)
+    out = [logp]
+    if phase:
+        k = np.arange(1, NFFT // 2 + 1)
+        unit = spec[..., 1:] / (np.abs(spec[..., 1:]) + 1e-9)
+        advance = np.exp(-2j * np.pi * k * HOP / NFFT)
+        dt = np.zeros_like(unit)
+        dt[:, 1:] = unit[:, 1:] * np.conj(unit[:, :-1]) * advance
+        spec0 = spec[..., :-1] / (np.abs(spec[..., :-1]) + 1e-9)
+        df = unit * np.conj(spec0)
+        out += [bands(dt.real), bands(dt.imag), bands(df.real), bands(df.imag)]
+    return np.stack(out, axis=1).astype(np.float16)
+
+
+def cached_spectrograms(corpus: Path, rows: list[dict], phase: bool) -> np.ndarray:
+    import hashlib
+
+    from detector.corpus.manifest import load_chunks
+
+    key = hashlib.sha256("\n".join(r["path"] for r in rows).encode()).hexdigest()[:16]
+    path = Path(corpus) / "features" / f"cnnspec{'_phase' if phase else ''}_{key}.npy"
+    if path.exists():
+        return np.load(path)
+    out = []
+    for i in range(0, len(rows), 256):
+        out.append(spectrogram_channels(load_chunks(corpus, rows[i:i + 256]), phase))
+        print(f"spectrograms: {min(i + 256, len(rows))}/{len(rows)} chunks", file=sys.stderr, flush=True)
+    x = np.concatenate(out)
+    np.save(path, x)
+    return x
+
+
+def make_net(channels: int):
+    from torch import nn
+
+    def block(i: int, o: int, pool: bool) -> list:
+        return [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU()] + \
+            ([nn.MaxPool2d(2)] if pool else [])
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(*block(channels, 16, True), *block(16, 32, True), *block(32, 48, True),
+                                      *block(48, 64, False))
+            self.drop = nn.Dropout(0.3)
+            self.head = nn.Linear(64 * (BANDS // 8), 1)
+
+        def forward(self, x):                     # x: [B, C, BANDS, T]
+            h = self.body(x)                      # [B, 64, BANDS/8, T/8]
+            h = h.mean(dim=3).flatten(1)          # pool over time, keep the frequency layout
+            return self.head(self.drop(h)).squeeze(1)
+    return Net()
+
+
+def train_cnn(spec: np.ndarray, fit: np.ndarray, y: np.ndarray, w: np.ndarray, mu: np.ndarray, sd: np.ndarray,
+              seed: int, epochs: int, per_epoch: int):
+    """Train on the ``fit`` rows of [N, C, BANDS, FRAMES] spectrograms, standardised per batch with
+    ``mu``/``sd``; returns a scoring function over row indices (higher = spoof)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = make_net(spec.shape[1])
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-2)
+    batch = 64
+    steps = epochs * per_epoch // batch
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.15)
+    rows = np.flatnonzero(fit)
+    p = w / w.sum()
+    net.train()
+    for _ in range(steps):
+        idx = rows[rng.choice(len(rows), size=batch, p=p)]
+        start = rng.integers(0, FRAMES - CROP + 1, size=batch)
+        xb = np.stack([spec[i, :, :, s:s + CROP] for i, s in zip(idx, start, strict=True)]).astype(np.float32)
+        xb = (xb - mu) / sd
+        for b in range(batch):                    # one band mask per example
+            width = rng.integers(0, 9)
+            lo = rng.integers(0, BANDS - width + 1)
+            xb[b, :, lo:lo + width] = 0.0
+        loss = nn.functional.binary_cross_entropy_with_logits(net(torch.from_numpy(xb)),
+                                                              torch.from_numpy(y[idx].astype(np.float32)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    net.eval()
+
+    def predict(which: np.ndarray) -> np.ndarray:
+        out, idx = [], np.flatnonzero(which)
+        with torch.no_grad():
+            for i in range(0, len(idx), 256):
+                xb = (spec[idx[i:i + 256]].astype(np.float32) - mu) / sd
+                out.append(net(torch.from_numpy(xb)).numpy())
+        return np.concatenate(out).astype(np.float64)
+    return predict
+
+
+def main() -> int:
+    import torch
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", type=Path, default=Path("data/corpus_v8"))
+    ap.add_argument("--rounds", type=int, default=200)
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--per-epoch", type=int, default=16384, help="examples drawn per epoch")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cross-folds", action="store_true")
+    ap.add_argument("--limit", type=int, default=0, help="stop after this many folds (a smoke run)")
+    ap.add_argument("--cmn", action="store_true",
+                    help="remove each chunk's mean per band (its long-term envelope: voice timbre and channel)")
+    ap.add_argument("--families", default="", help="comma-separated: only these held-out families")
+    ap.add_argument("--phase", action="store_true", help="add the four phase-derivative channels")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    p = Protocol(args.corpus, rounds=args.rounds, threads=2, train_only=("bass",))
+    spec = cached_spectrograms(args.corpus, p.rows, args.phase)
+    if args.cmn:
+        spec[:, 0] -= spec[:, 0].mean(axis=2, keepdims=True, dtype=np.float32).astype(np.float16)
+    y = p.y
+    names = ("gbm", "cnn", "gbm+cnn")
+    out: dict[str, dict[str, list[tuple[float, float]]]] = {n: {} for n in names}
+    it = p.crossed_iter() if args.cross_folds else ((f, n % len(p.folds), *p.masks(f, n % len(p.folds)))
+                                                    for n, f in enumerate(p.families))
+    for i, (fam, k, test, fit, cal_bona) in enumerate(it):
+        if args.limit and i >= args.limit:
+            break
+        if args.families and fam not in args.families.split(","):
+            continue
+        t0 = time.time()
+        w = balanced_weights([p.rows[j] for j in np.flatnonzero(fit)])
+        b = p.gbm(fit)
+        sample = spec[np.random.default_rng(0).choice(np.flatnonzero(fit), 4000, replace=False)].astype(np.float32)
+        mu = sample.mean(axis=(0, 3))[None, :, :, None]
+        sd = sample.std(axis=(0, 3))[None, :, :, None] + 1e-3
+        f = train_cnn(spec, fit, y, w, mu, sd, args.seed, args.epochs, args.per_epoch)
+        raw = {"gbm": (b.predict(p.x[test], raw_score=True), b.predict(p.x[cal_bona], raw_score=True)),
+               "cnn": (f(test), f(cal_bona))}
+        z = {n: (s - c.mean()) / (c.std() + 1e-9) for n, (s, c) in raw.items()}
+        z["gbm+cnn"] = (z["gbm"] + z["cnn"]) / 2
+        test_rows = [p.rows[j] for j in np.flatnonzero(test)]
+        for n in names:
+            e_rec = eer(*recording_means(test_rows, y[test], z[n]))[0]
+            out[n].setdefault(fam, []).append((100 * eer(y[test], z[n])[0], 100 * e_rec))
+        print(f"{fam} fold {k + 1}: " + ", ".join(f"{n} {out[n][fam][-1][0]:.1f}" for n in names)
+              + f" ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+
+    def summarise(fams: dict[str, list[tuple[float, float]]]) -> dict:
+        chunk = {f: float(np.mean([v[0] for v in vals])) for f, vals in fams.items()}
+        rec = {f: float(np.mean([v[1] for v in vals])) for f, vals in fams.items()}
+        return {"worst": round(max(chunk.values()), 2), "mean": round(float(np.mean(list(chunk.values()))), 2),
+                "worst_recording": round(max(rec.values()), 2),
+                "mean_recording": round(float(np.mean(list(rec.values()))), 2),
+                "families": {f: round(v, 2) for f, v in chunk.items()}}
+    print(json.dumps({n: summarise(fams) for n, fams in out.items()}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
