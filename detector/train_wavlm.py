@@ -314,6 +314,8 @@ def train_wavlm(corpus_dir: Path, out_dir: Path, run_dir: Path, settings: TrainS
 def export_and_calibrate(model: Any, meta: dict, corpus_dir: Path, out_dir: Path, train: list[dict],
                          dev: list[dict], settings: TrainSettings, result: dict) -> dict:
     """Export the selected model to ONNX, score all of dev with the ONNX detector, fix thresholds there."""
+    import torch
+
     from detector.corpus.manifest import load_chunks
     from detector.wavlm_model import export_onnx, sigmoid, torch_logits
     from detector.wavlm_onnx import CALIBRATION_FILE, MODEL_FILE, WavLMDetector
@@ -346,6 +348,8 @@ def export_and_calibrate(model: Any, meta: dict, corpus_dir: Path, out_dir: Path
                   "speakers": sorted({r["speaker"] for r in train if r["label"] == "bonafide"}),
                   "generators": sorted({r["generator"] for r in train if r["label"] != "bonafide"})},
         "training": {"best_step": result["best_step"], "steps_done": result["steps_done"],
+                     # the kernels' instruction set changes the weights (see detector.torch_cpu)
+                     "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                      "stopped_early": result["stopped_early"], "seconds": round(result["train_seconds"], 1),
                      "history": result["history"], "settings": asdict(settings)},
         "corpus_manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else "",

@@ -26,9 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
-from transformers import WavLMConfig, WavLMModel
+
+from detector.torch_cpu import pin_torch_cpu_isa
+
+pin_torch_cpu_isa()  # before torch is imported: the same weights from a retrain on any machine
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from transformers import WavLMConfig, WavLMModel  # noqa: E402
 
 INPUT_RATE = 8000
 ONNX_OPSET = 17

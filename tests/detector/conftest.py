@@ -67,3 +67,22 @@ def tiny_models(tiny_corpus, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_models")
     train_gbm(tiny_corpus, out, out / "run", rounds=40, early_stopping=1000)
     return out
+
+
+@pytest.fixture
+def cpu_capability_after_import():
+    """``f(module, **env)``: the kernel instruction set torch reports in a fresh process that first imports
+    ``module`` then torch, with the ISA pin variables cleared from the environment and ``env`` added."""
+    import os
+    import sys
+
+    from detector.torch_cpu import PINNED_CPU_ISA
+
+    def run(module: str, **env_extra: str) -> str:
+        pytest.importorskip("torch")
+        env = {k: v for k, v in os.environ.items() if k not in PINNED_CPU_ISA}
+        env.update(env_extra)
+        code = f"import {module}, torch; print(torch.backends.cpu.get_cpu_capability())"
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    return run

@@ -111,6 +111,9 @@ def test_training_exports_a_calibrated_onnx_model(tiny_corpus, tmp_path):
     assert saved["dev"]["onnx_torch_max_abs_logit_diff"] < 1e-4
     assert saved["train"]["generators"] and saved["train"]["speakers"]
     assert saved["training"]["best_step"] in (2, 4)
+    import torch  # the kernels that trained it are on record (the same process trained it)
+
+    assert saved["training"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     det = WavLMDetector.load(tmp_path / "models")
     from detector.corpus.manifest import load_chunks, load_manifest
 
@@ -164,3 +167,9 @@ def test_augmentation_without_rawboost_draws_the_same_as_before():
     c = augment(x, np.random.default_rng(9), rawboost_p=1.0)
     assert np.array_equal(a, b)
     assert not np.allclose(a, c)
+
+
+def test_wavlm_code_pins_torch_to_avx2_kernels_so_a_retrain_matches_across_machines(cpu_capability_after_import):
+    pytest.importorskip("transformers")
+    assert cpu_capability_after_import("detector.wavlm_model") == "AVX2"
+    assert cpu_capability_after_import("detector.wavlm_model", ATEN_CPU_CAPABILITY="default") == "DEFAULT"

@@ -26,14 +26,10 @@ import importlib.util
 import os
 from pathlib import Path
 
-# Torch picks its CPU kernels by instruction set (AVX-512, AVX2, ...) and they round differently, so the
-# same seed trained 20 steps gives other weights with AVX-512 than with AVX2 (measured: ATEN_CPU_CAPABILITY
-# avx512 / avx2 / default, and oneDNN's ISA, each changed the weights' hash). Pinning every machine to AVX2
-# (x86-64 servers of the last decade have it) makes the vocoders, and so the corpus, the same bit for bit
-# on any of them. Set before torch's first kernel runs; a value already in the environment wins.
-PINNED_CPU_ISA = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
-for _var, _value in PINNED_CPU_ISA.items():
-    os.environ.setdefault(_var, _value)
+from detector.torch_cpu import pin_torch_cpu_isa
+
+# the vocoders' weights, and so the corpus, must not depend on the build machine's instruction set
+pin_torch_cpu_isa()
 
 FAMILIES = ("hifigan", "nsf", "mbmelgan", "wavernn")
 TRAIN_COMMAND = "callguard corpus train-vocoders"

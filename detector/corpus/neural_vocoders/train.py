@@ -162,7 +162,7 @@ def train(family: str, out_dir: Path, seed: int = 1, steps: int | None = None, m
         "loss": loss_name(family), "loss_first": float(np.mean(history[:win])),
         "loss_last": float(np.mean(history[-win:])), "loss_window_steps": win,
         "torch": torch.__version__,
-        # the kernels' instruction set changes the weights (see PINNED_CPU_ISA); recorded for provenance
+        # the kernels' instruction set changes the weights (see detector.torch_cpu); recorded for provenance
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
     model.eval()

@@ -158,23 +158,9 @@ def test_wavernn_folded_sampling_returns_one_bounded_sample_per_input_sample():
             assert y.shape == (1, frames * 80) and torch.isfinite(y).all() and float(y.abs().max()) <= 1.0
 
 
-def _cpu_capability_in_a_fresh_process(env_extra: dict[str, str]) -> str:
-    import os
-    import subprocess
-    import sys
-
-    from detector.corpus.neural_vocoders import PINNED_CPU_ISA
-
-    env = {k: v for k, v in os.environ.items() if k not in PINNED_CPU_ISA}
-    env.update(env_extra)
-    code = ("import detector.corpus.neural_vocoders.dsp, torch; "
-            "print(torch.backends.cpu.get_cpu_capability())")
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          check=True).stdout.strip()
-
-
-def test_vocoder_code_pins_torch_to_avx2_kernels_so_weights_match_across_machines():
+def test_vocoder_code_pins_torch_to_avx2_kernels_so_weights_match_across_machines(cpu_capability_after_import):
     # AVX-512 kernels round differently from AVX2 ones; the corpus must not depend on the build machine
-    assert _cpu_capability_in_a_fresh_process({}) == "AVX2"
+    assert cpu_capability_after_import("detector.corpus.neural_vocoders.dsp") == "AVX2"
     # an explicit choice in the environment still wins
-    assert _cpu_capability_in_a_fresh_process({"ATEN_CPU_CAPABILITY": "default"}) == "DEFAULT"
+    module = "detector.corpus.neural_vocoders.dsp"
+    assert cpu_capability_after_import(module, ATEN_CPU_CAPABILITY="default") == "DEFAULT"
