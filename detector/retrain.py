@@ -144,7 +144,7 @@ def retrain(corpus_dir: str | Path, review_dir: str | Path, models_dir: str | Pa
     decision record (also appended to ``<models_dir>/promotions.jsonl``)."""
     import lightgbm as lgb
 
-    from detector.corpus.manifest import load_manifest, load_train_dev
+    from detector.corpus.manifest import load_manifest, load_train_dev, manifest_sha256
 
     settings = settings or RetrainSettings()
     corpus_dir, review_dir, models_dir = Path(corpus_dir), Path(review_dir), Path(models_dir)
@@ -217,11 +217,11 @@ def retrain(corpus_dir: str | Path, review_dir: str | Path, models_dir: str | Pa
         "train": {"n_bonafide": int((y_train == 0).sum()), "n_spoof": int((y_train == 1).sum()),
                   "speakers": sorted({r["speaker"] for r in train if r["label"] == "bonafide"}),
                   "generators": sorted({r["generator"] for r in all_train if r["label"] != "bonafide"})},
-        "corpus_manifest_sha256": hashlib.sha256((corpus_dir / "manifest.csv").read_bytes()).hexdigest(),
+        "corpus_manifest_sha256": manifest_sha256(corpus_dir),
         "retrain": {"parent": champion_version.name, "parent_model": champion.version,
                     "method": base_record["method"], "new_rounds": best - start_rounds,
                     "reviewed_train_items": len(r_train),
-                    "review_manifest_sha256": hashlib.sha256((review_dir / "manifest.csv").read_bytes()).hexdigest()},
+                    "review_manifest_sha256": manifest_sha256(review_dir)},
     }
     (tmp / CALIBRATION_FILE).write_text(json.dumps(calibration, indent=1))
     card = model_card(calibration, all_train, dev)

@@ -284,7 +284,7 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
     """
     import lightgbm as lgb
 
-    from detector.corpus.manifest import load_train_dev
+    from detector.corpus.manifest import load_train_dev, manifest_sha256
 
     train, dev = load_train_dev(corpus_dir)
     if pooled:
@@ -349,7 +349,6 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
     else:
         (out_dir / MLP_FILE).unlink(missing_ok=True)
     version = dt.datetime.now(dt.UTC).strftime("gbm-%Y%m%d-%H%M%S")
-    corpus_hash = (Path(corpus_dir) / "manifest.csv").read_bytes()
     calibration = {
         "version": version, "feature_schema": FEATURE_SCHEMA_VERSION, "feature_names": names,
         "best_iteration": best, "params": p, "resumed_from_round": done_rounds,
@@ -369,7 +368,7 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
         "train": {"n_bonafide": int((y_train == 0).sum()), "n_spoof": int((y_train == 1).sum()),
                   "speakers": sorted({r["speaker"] for r in train if r["label"] == "bonafide"}),
                   "generators": sorted({r["generator"] for r in train if r["label"] != "bonafide"})},
-        "corpus_manifest_sha256": hashlib.sha256(corpus_hash).hexdigest(),
+        "corpus_manifest_sha256": manifest_sha256(corpus_dir),
     }
     (out_dir / CALIBRATION_FILE).write_text(json.dumps(calibration, indent=1))
     if pooled:  # the fusion is fitted on dev: it needs dev scores of models that never saw those rows

@@ -316,7 +316,7 @@ def export_and_calibrate(model: Any, meta: dict, corpus_dir: Path, out_dir: Path
     """Export the selected model to ONNX, score all of dev with the ONNX detector, fix thresholds there."""
     import torch
 
-    from detector.corpus.manifest import load_chunks
+    from detector.corpus.manifest import load_chunks, manifest_sha256
     from detector.wavlm_model import export_onnx, sigmoid, torch_logits
     from detector.wavlm_onnx import CALIBRATION_FILE, MODEL_FILE, WavLMDetector
 
@@ -335,7 +335,6 @@ def export_and_calibrate(model: Any, meta: dict, corpus_dir: Path, out_dir: Path
     th = calibrate(y_dev, dev_scores)
     at = rates_at(y_dev, dev_scores, th["eer"])
     version = dt.datetime.now(dt.UTC).strftime("wavlm-%Y%m%d-%H%M%S")
-    manifest = Path(corpus_dir) / "manifest.csv"
     cal = {
         "version": version,
         "model": {**{k: v for k, v in meta.items() if k != "config"}, "config": meta["config"],
@@ -352,7 +351,7 @@ def export_and_calibrate(model: Any, meta: dict, corpus_dir: Path, out_dir: Path
                      "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                      "stopped_early": result["stopped_early"], "seconds": round(result["train_seconds"], 1),
                      "history": result["history"], "settings": asdict(settings)},
-        "corpus_manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else "",
+        "corpus_manifest_sha256": manifest_sha256(corpus_dir),
     }
     cal_path = out_dir / CALIBRATION_FILE
     tmp = cal_path.with_name(cal_path.name + ".tmp")

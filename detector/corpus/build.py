@@ -30,7 +30,7 @@ from detector.corpus.capture import IMAGE_ROOM_P, ROOM_P, apply_capture, room_pr
 from detector.corpus.channel import apply_channel
 from detector.corpus.game_audio import load_recording, recording_duration, recording_rate
 from detector.corpus.generators import load_all
-from detector.corpus.manifest import COLUMNS
+from detector.corpus.manifest import COLUMNS, file_sha256, manifest_sha256
 from detector.corpus.neural_vocoders import FAMILIES as VOCODER_FAMILIES
 from detector.corpus.neural_vocoders import TRAIN_COMMAND as VOCODER_TRAIN_COMMAND
 from detector.corpus.sources import Pack, inventory
@@ -295,11 +295,6 @@ class Progress:
         sys.stderr.flush()
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes (the manifest's hash, the vocoder weights')."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _vocoder_weights(available: list[str]) -> dict[str, dict[str, str]]:
     """Which weights made each neural family: their vocoder training can differ between machines, so the
     file's sha256 says whether two builds used the same ones."""
@@ -377,7 +372,7 @@ def build(out: Path, seed: int = 1, size: str = "full", workers: int = 2, skip: 
         w.writeheader()
         for r in rows:
             w.writerow({k: r.get(k, "") for k in COLUMNS})
-    digest = file_sha256(out / "manifest.csv")
+    digest = manifest_sha256(out)
     elapsed = time.time() - t0
     info = {
         "seed": seed, "size": size, "workers": workers, "balance_rooms": balance_rooms, "manifest_sha256": digest,

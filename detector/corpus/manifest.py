@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,16 @@ COLUMNS = ["path", "label", "attack_type", "generator", "voice", "speaker", "gro
            "split", "codec", "snr_db", "noise", "loss_rate", "gain_db", "bandlimit", "agc", "capture", "seed", "job",
            "start_s", "sha1"]
 NUMERIC = {"snr_db": float, "loss_rate": float, "gain_db": float, "seed": int, "start_s": float}
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes (a manifest, the vocoder weights)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def manifest_sha256(corpus_dir: str | Path) -> str:
+    """Which corpus (or review set) a model was trained on: the sha256 of ``<corpus_dir>/manifest.csv``."""
+    return file_sha256(Path(corpus_dir) / "manifest.csv")
 
 
 def load_manifest(corpus_dir: str | Path) -> list[dict]:

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from detector.corpus.build import file_sha256, plan
+from detector.corpus.build import plan
 from detector.corpus.generators import load_all
-from detector.corpus.manifest import load_chunks, load_manifest
+from detector.corpus.manifest import file_sha256, load_chunks, load_manifest
 from detector.corpus.sources import inventory
 from detector.corpus.splits import RESYNTHESIS, check_disjoint, family_splits
 
