@@ -3,8 +3,9 @@
 Torch picks its CPU kernels by instruction set (AVX-512, AVX2, ...) and they round differently: the same
 seed trained 20 steps gives other weights with AVX-512 than with AVX2 (measured: ``ATEN_CPU_CAPABILITY``
 avx512 / avx2 / default, and oneDNN's ISA, each changed the weights' hash). Pinning every machine to AVX2
-(x86-64 servers of the last decade have it) makes what we train here, the corpus's neural vocoders and the
-WavLM detector, the same bit for bit on any of them. The variables only take effect before torch's first
+(x86-64 servers of the last decade have it) takes the machine out of what we train here, the corpus's neural
+vocoders and the WavLM detector (a vocoder retrained with the pin gave a byte-identical weights file; a WavLM
+retrain has not been checked that way). The variables only take effect before torch's first
 kernel runs, so modules that train call ``pin_torch_cpu_isa()`` before they import torch; a value already in
 the environment wins. Costs about 8 % of training speed on an AVX-512 machine.
 """
