@@ -85,6 +85,17 @@ class Protocol:
         return eer(self.y[test], scores)[0], eer(*recording_means(rows, self.y[test], scores))[0]
 
 
+def summarise_folds(fams: dict[str, list[tuple[float, float]]]) -> dict:
+    """Per family, the mean over its folds of (per-chunk EER, per-recording EER) in %; worst and mean over
+    the families, rounded for printing."""
+    chunk = {f: float(np.mean([v[0] for v in vals])) for f, vals in fams.items()}
+    rec = {f: float(np.mean([v[1] for v in vals])) for f, vals in fams.items()}
+    return {"worst": round(max(chunk.values()), 2), "mean": round(float(np.mean(list(chunk.values()))), 2),
+            "worst_recording": round(max(rec.values()), 2),
+            "mean_recording": round(float(np.mean(list(rec.values()))), 2),
+            "families": {f: round(v, 2) for f, v in chunk.items()}}
+
+
 def cached_columns(corpus_dir: Path, rows: list[dict], name: str,
                    make_compute: Callable[[], Callable[[np.ndarray], np.ndarray]], batch: int = 256) -> np.ndarray:
     """``compute(chunks)`` over ``rows`` in batches, cached as features/<name>_<rows-hash>.npy of the corpus;

@@ -25,9 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lofo_variants import Protocol  # noqa: E402
+from lofo_variants import Protocol, summarise_folds  # noqa: E402
 
-from detector.metrics import eer, recording_means  # noqa: E402
 from detector.mlp import robust_scale, robust_stats  # noqa: E402
 from detector.train_gbm import balanced_weights  # noqa: E402
 
@@ -107,21 +106,11 @@ def main() -> int:
         z = {n: (s - c.mean()) / (c.std() + 1e-9) for n, (s, c) in raw.items()}
         z["gbm+oc_net"] = (z["gbm"] + z["oc_net"]) / 2
         z["gbm+bce_net"] = (z["gbm"] + z["bce_net"]) / 2
-        test_rows = [p.rows[j] for j in np.flatnonzero(test)]
         for n in names:
-            e_rec = eer(*recording_means(test_rows, y[test], z[n]))[0]
-            out[n].setdefault(fam, []).append((100 * eer(y[test], z[n])[0], 100 * e_rec))
+            out[n].setdefault(fam, []).append(tuple(100 * e for e in p.eers(test, z[n])))
         print(f"{fam} fold {k + 1}: " + ", ".join(f"{n} {out[n][fam][-1][0]:.1f}" for n in names),
               file=sys.stderr, flush=True)
-
-    def summarise(fams: dict[str, list[tuple[float, float]]]) -> dict:
-        chunk = {f: float(np.mean([v[0] for v in vals])) for f, vals in fams.items()}
-        rec = {f: float(np.mean([v[1] for v in vals])) for f, vals in fams.items()}
-        return {"worst": round(max(chunk.values()), 2), "mean": round(float(np.mean(list(chunk.values()))), 2),
-                "worst_recording": round(max(rec.values()), 2),
-                "mean_recording": round(float(np.mean(list(rec.values()))), 2),
-                "families": {f: round(v, 2) for f, v in chunk.items()}}
-    print(json.dumps({n: summarise(fams) for n, fams in out.items()}, indent=1))
+    print(json.dumps({n: summarise_folds(fams) for n, fams in out.items()}, indent=1))
     return 0
 
 
