@@ -11,7 +11,7 @@ import soundfile as sf
 
 from detector.corpus.build import plan
 from detector.corpus.generators import load_all
-from detector.corpus.manifest import file_sha256, load_chunks, load_manifest
+from detector.corpus.manifest import load_chunks, load_manifest, manifest_sha256
 from detector.corpus.sources import inventory
 from detector.corpus.splits import RESYNTHESIS, check_disjoint, family_splits
 
@@ -71,12 +71,12 @@ def test_transform_spoofs_come_from_same_split_speakers(small_corpus: Path) -> N
         assert made <= human
 
 
-def test_same_seed_gives_same_file_sha256_whatever_the_workers(small_corpus: Path, tmp_path: Path) -> None:
+def test_same_seed_gives_same_manifest_whatever_the_workers(small_corpus: Path, tmp_path: Path) -> None:
     proc = run_build(tmp_path / "again", "--seed", "7", "--workers", "1")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert file_sha256(tmp_path / "again" / "manifest.csv") == file_sha256(small_corpus / "manifest.csv")
+    assert manifest_sha256(tmp_path / "again") == manifest_sha256(small_corpus)
     info = json.loads((small_corpus / "build_info.json").read_text())
-    assert info["manifest_sha256"] == file_sha256(small_corpus / "manifest.csv")
+    assert info["manifest_sha256"] == manifest_sha256(small_corpus)
 
 
 def test_another_seed_plans_another_corpus() -> None:
