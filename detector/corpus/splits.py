@@ -63,6 +63,9 @@ FAMILY_SPLIT = {
     "codec2": "train", "rubberband": "train",
     # corpus v7: two more voice-changer algorithms (PSOLA, WSOLA) beside the phase vocoder, train-only as well
     "psola": "train", "wsola": "train",
+    # corpus v11 (not the shipped corpus: `corpus build` skips them unless asked): two modern neural TTS
+    # (Kokoro-82M with blended voices; hibari, distilled from a Kokoro voice) and a full-size pretrained HiFi-GAN
+    "kokoro": "train", "hibari": "train", "hifigan16k": "train",
     "pico": "dev", "griffinlim": "dev", "replay_rooms_b": "dev", "wavernn": "dev",
     "mbrola": "eval", "mlsa": "eval", "replay_rooms_c": "eval", "nsf": "eval",
 }

@@ -15,7 +15,7 @@ from types import ModuleType
 
 MODULES = ["espeak", "mbrola", "festival", "flite", "pico", "piper", "world", "lpc", "griffinlim", "mlsa",
            "replay", "hifigan", "nsf", "mbmelgan", "wavernn", "codec2", "rubberband",
-           "psola", "wsola"]
+           "psola", "wsola", "kokoro", "hibari", "hifigan16k"]
 
 
 def load_all() -> dict[str, ModuleType]:

@@ -142,3 +142,13 @@ def test_build_info_names_the_vocoder_weights_by_sha256(tmp_path, monkeypatch) -
     got = _vocoder_weights(["hifigan", "espeak"])  # nsf has weights but was not used (skipped)
     assert got == {"hifigan": {"path": str(tmp_path / "hifigan.pt"),
                                "sha256": hashlib.sha256(b"weights").hexdigest()}}
+
+
+def test_default_build_leaves_out_the_families_that_made_held_out_families_worse(small_corpus: Path) -> None:
+    from detector.commands.corpus import DEFAULT_SKIP
+
+    assert {"psola", "wsola", "kokoro", "hibari", "hifigan16k"} <= set(DEFAULT_SKIP)
+    used = {r["generator"] for r in load_manifest(small_corpus)}
+    assert not used & set(DEFAULT_SKIP)
+    missing = json.loads((small_corpus / "build_info.json").read_text())["missing_generators"]
+    assert all(missing[f].startswith("skipped on request") for f in DEFAULT_SKIP)
