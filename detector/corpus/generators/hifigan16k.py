@@ -6,9 +6,9 @@ package module calls ``.cuda()`` on import, so the file is loaded directly. The 
 mels are computed; the analysis below (1024-point FFT, 400-sample Hann window, 0–8 kHz Slaney mel with
 Slaney area normalisation, natural log floored at 1e-5) is the one of the usual HiFi-GAN recipe that
 reconstructs our bona fide speech best: log-spectral distance 8.2 dB over 0–4 kHz on voiced frames, against
-8.7–11.4 dB for the other FFT sizes, windows, low band edges and mel scales tried (docs/corpus.md). Voices: ``copy`` (60 %) and
-the voice-conversion-like ``vc_warpW`` (40 %), the magnitude spectrum frequency-warped by 0.88–1.12 before
-the mel is taken, as for the ``hifigan`` family.
+8.7–11.4 dB for the other FFT sizes, windows, low band edges and mel scales tried (docs/corpus.md).
+Voices: ``copy`` (60 %) and the voice-conversion-like ``vc_warpW`` (40 %), the magnitude spectrum
+frequency-warped by 0.88–1.12 before the mel is taken, as for the ``hifigan`` family.
 """
 
 from __future__ import annotations
