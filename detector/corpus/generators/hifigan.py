@@ -23,12 +23,14 @@ def check() -> str | None:
     return weights_problem(FAMILY)
 
 
-def prepare(x: np.ndarray, sr: int) -> np.ndarray:
+def prepare(x: np.ndarray, sr: int, rate: int | None = None) -> np.ndarray:
+    """A vocoder's input: resampled to ``rate`` (default the vocoders' 8 kHz), peak 0.8."""
     from detector.audio import resample
     from detector.corpus.neural_vocoders.dsp import SR, normalize
 
-    if sr != SR:
-        x = resample(x, sr, SR)
+    rate = rate or SR
+    if sr != rate:
+        x = resample(x, sr, rate)
     return normalize(np.asarray(x, dtype=np.float32))
 
 

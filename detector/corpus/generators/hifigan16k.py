@@ -112,12 +112,9 @@ def vocode(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
 
 
 def transform(x: np.ndarray, sr: int, rng: np.random.Generator, family: str = FAMILY):
-    from detector.audio import resample
+    from detector.corpus.generators.hifigan import prepare
 
-    if sr != SR:
-        x = resample(x, sr, SR)
-    peak = float(np.max(np.abs(x))) or 1.0
-    x = np.asarray(x, np.float32) * (0.8 / peak)
+    x = prepare(x, sr, SR)
     alpha, voice = 1.0, "copy"
     if rng.random() < 0.4:
         alpha = float(rng.choice([rng.uniform(0.88, 0.96), rng.uniform(1.04, 1.12)]))
