@@ -11,17 +11,20 @@ standard ASVspoof baselines.
 Front end (``spectrogram_channels``): 25 ms Hann frames every 10 ms, 256-point FFT, the 128 bins above DC
 averaged in pairs to 64 linear bands, log power with the chunk's mean log power removed (level invariance).
 ``--cmn`` also removes each band's mean over the chunk (the long-term envelope: timbre and channel colour);
-``--phase`` adds four phase-derivative channels. Every channel and band is standardised on a sample of the
-fold's training rows. Training: random ~1-s crops (96 frames), one random band mask (SpecAugment),
-speaker- and generator-balanced sampling, AdamW with a one-cycle schedule, a fixed budget (no early
-stopping on what is tested). Test: the whole 2-s chunk. Spectrograms are cached as float16 under the
-corpus's ``features/`` (1 GB without phase, 4.8 GB with it, for v8's train+dev).
+``--phase`` adds four phase-derivative channels; ``--frame/--nfft/--bands`` change the analysis (e.g. 400, 512,
+128: 50 ms windows that resolve the harmonics of most voices, 31 Hz bands). Every channel and band is
+standardised on a sample of the fold's training rows. Training: random ~1-s crops (96 frames), one random band
+mask (SpecAugment; with ``--time-mask`` also one stretch of frames), speaker- and generator-balanced sampling,
+AdamW with a one-cycle schedule, a fixed budget (no early stopping on what is tested). Test: the whole 2-s
+chunk. Spectrograms are cached as float16 under the corpus's ``features/`` (1 GB without phase, 4.8 GB with it,
+for v8's train+dev).
 
 Same folds as ``detector.lofo.run_lofo``, train+dev only (eval is never read); ``bass`` trains always, as in
 the shipped protocol. Prints the GBM (200 rounds), the CNN, and their average after z-scoring each on the
 fold's calibration bona fide rows. Needs torch (the ``train`` extra).
 
-    .venv/bin/python docs/experiments/cnn_lofo.py --epochs 6 [--cmn] [--phase] [--families a,b] [--limit N]
+    .venv/bin/python docs/experiments/cnn_lofo.py --epochs 6 [--cmn] [--phase] [--families a,b] [--limit N] \
+        [--width 16] [--time-mask 0] [--frame 200 --nfft 256 --bands 64]
 """
 
 from __future__ import annotations
@@ -42,59 +45,66 @@ from lofo_variants import Protocol, summarise_folds  # noqa: E402
 from detector.train_gbm import balanced_weights  # noqa: E402
 
 FRAME, HOP, NFFT, BANDS = 200, 80, 256, 64
-FRAMES = (16000 - FRAME) // HOP + 1
 CROP = 96
 
 
-def spectrogram_channels(chunks: np.ndarray, phase: bool) -> np.ndarray:
-    """[N, 16000] chunks at 8 kHz -> [N, C, BANDS, FRAMES] float16 (band pairs of the 128 bins above DC).
+def spectrogram_channels(chunks: np.ndarray, phase: bool, frame: int = FRAME, nfft: int = NFFT,
+                         bands: int = BANDS) -> np.ndarray:
+    """[N, 16000] chunks at 8 kHz -> [N, C, bands, frames] float16 (the nfft/2 bins above DC averaged
+    into ``bands`` equal groups; the default is band pairs of 128 bins).
 
     Channel 0: log power, the chunk's mean removed. With ``phase`` four more: cos and sin of each bin's
     instantaneous-frequency deviation (its phase advance from the previous frame minus the advance of the
     bin's centre frequency) and of the phase step to the next lower bin (a group-delay proxy), band means.
     Magnitude alone cannot see copy-synthesis that keeps the magnitude and rebuilds the phase (Griffin-Lim,
     a phase vocoder): the GBM's bispectral phase statistics are what catches those."""
-    idx = np.arange(FRAME)[None, :] + HOP * np.arange(FRAMES)[:, None]
-    spec = np.fft.rfft(chunks[:, idx] * np.hanning(FRAME).astype(np.float32), n=NFFT, axis=-1)  # [N, T, 129]
+    frames = (chunks.shape[1] - frame) // HOP + 1
+    idx = np.arange(frame)[None, :] + HOP * np.arange(frames)[:, None]
+    spec = np.fft.rfft(chunks[:, idx] * np.hanning(frame).astype(np.float32), n=nfft, axis=-1)  # [N, T, bins]
     power = np.abs(spec[..., 1:]) ** 2
 
-    def bands(a: np.ndarray) -> np.ndarray:      # [N, T, 128] -> [N, BANDS, T]
-        return a.reshape(*a.shape[:2], BANDS, -1).mean(-1).transpose(0, 2, 1)
-    logp = np.log(bands(power) + 1e-10)
+    def group(a: np.ndarray) -> np.ndarray:      # [N, T, nfft/2] -> [N, bands, T]
+        return a.reshape(*a.shape[:2], bands, -1).mean(-1).transpose(0, 2, 1)
+    logp = np.log(group(power) + 1e-10)
     logp -= logp.mean(axis=(1, 2), keepdims=True)
     out = [logp]
     if phase:
-        k = np.arange(1, NFFT // 2 + 1)
+        k = np.arange(1, nfft // 2 + 1)
         unit = spec[..., 1:] / (np.abs(spec[..., 1:]) + 1e-9)
-        advance = np.exp(-2j * np.pi * k * HOP / NFFT)
+        advance = np.exp(-2j * np.pi * k * HOP / nfft)
         dt = np.zeros_like(unit)
         dt[:, 1:] = unit[:, 1:] * np.conj(unit[:, :-1]) * advance
         spec0 = spec[..., :-1] / (np.abs(spec[..., :-1]) + 1e-9)
         df = unit * np.conj(spec0)
-        out += [bands(dt.real), bands(dt.imag), bands(df.real), bands(df.imag)]
+        out += [group(dt.real), group(dt.imag), group(df.real), group(df.imag)]
     return np.stack(out, axis=1).astype(np.float16)
 
 
-def cached_spectrograms(corpus: Path, rows: list[dict], phase: bool) -> np.ndarray:
+def cached_spectrograms(corpus: Path, rows: list[dict], phase: bool, frame: int = FRAME, nfft: int = NFFT,
+                        bands: int = BANDS) -> np.ndarray:
     import hashlib
 
     from detector.corpus.manifest import load_chunks
 
     key = hashlib.sha256("\n".join(r["path"] for r in rows).encode()).hexdigest()[:16]
-    path = Path(corpus) / "features" / f"cnnspec{'_phase' if phase else ''}_{key}.npy"
+    shape = "" if (frame, nfft, bands) == (FRAME, NFFT, BANDS) else f"_{frame}-{nfft}-{bands}"
+    path = Path(corpus) / "features" / f"cnnspec{'_phase' if phase else ''}{shape}_{key}.npy"
     if path.exists():
         return np.load(path)
     out = []
     for i in range(0, len(rows), 256):
-        out.append(spectrogram_channels(load_chunks(corpus, rows[i:i + 256]), phase))
+        out.append(spectrogram_channels(load_chunks(corpus, rows[i:i + 256]), phase, frame, nfft, bands))
         print(f"spectrograms: {min(i + 256, len(rows))}/{len(rows)} chunks", file=sys.stderr, flush=True)
     x = np.concatenate(out)
     np.save(path, x)
     return x
 
 
-def make_net(channels: int):
+def make_net(channels: int, width: int = 16, bands: int = BANDS):
+    """Four conv blocks of ``width`` x (1, 2, 3, 4) channels; 16 is the sixth session's 47 k-parameter net."""
     from torch import nn
+
+    c1, c2, c3, c4 = width, 2 * width, 3 * width, 4 * width
 
     def block(i: int, o: int, pool: bool) -> list:
         return [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU()] + \
@@ -103,20 +113,20 @@ def make_net(channels: int):
     class Net(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.body = nn.Sequential(*block(channels, 16, True), *block(16, 32, True), *block(32, 48, True),
-                                      *block(48, 64, False))
+            self.body = nn.Sequential(*block(channels, c1, True), *block(c1, c2, True), *block(c2, c3, True),
+                                      *block(c3, c4, False))
             self.drop = nn.Dropout(0.3)
-            self.head = nn.Linear(64 * (BANDS // 8), 1)
+            self.head = nn.Linear(c4 * (bands // 8), 1)
 
         def forward(self, x):                     # x: [B, C, BANDS, T]
-            h = self.body(x)                      # [B, 64, BANDS/8, T/8]
+            h = self.body(x)                      # [B, c4, BANDS/8, T/8]
             h = h.mean(dim=3).flatten(1)          # pool over time, keep the frequency layout
             return self.head(self.drop(h)).squeeze(1)
     return Net()
 
 
 def train_cnn(spec: np.ndarray, fit: np.ndarray, y: np.ndarray, w: np.ndarray, mu: np.ndarray, sd: np.ndarray,
-              seed: int, epochs: int, per_epoch: int):
+              seed: int, epochs: int, per_epoch: int, width: int = 16, time_mask: int = 0):
     """Train on the ``fit`` rows of [N, C, BANDS, FRAMES] spectrograms, standardised per batch with
     ``mu``/``sd``; returns a scoring function over row indices (higher = spoof)."""
     import torch
@@ -124,7 +134,7 @@ def train_cnn(spec: np.ndarray, fit: np.ndarray, y: np.ndarray, w: np.ndarray, m
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = make_net(spec.shape[1])
+    net = make_net(spec.shape[1], width, spec.shape[2])
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-2)
     batch = 64
     steps = epochs * per_epoch // batch
@@ -134,13 +144,18 @@ def train_cnn(spec: np.ndarray, fit: np.ndarray, y: np.ndarray, w: np.ndarray, m
     net.train()
     for _ in range(steps):
         idx = rows[rng.choice(len(rows), size=batch, p=p)]
-        start = rng.integers(0, FRAMES - CROP + 1, size=batch)
+        start = rng.integers(0, spec.shape[3] - CROP + 1, size=batch)
         xb = np.stack([spec[i, :, :, s:s + CROP] for i, s in zip(idx, start, strict=True)]).astype(np.float32)
         xb = (xb - mu) / sd
         for b in range(batch):                    # one band mask per example
-            width = rng.integers(0, 9)
-            lo = rng.integers(0, BANDS - width + 1)
-            xb[b, :, lo:lo + width] = 0.0
+            bw = rng.integers(0, 9)
+            bw = bw * spec.shape[2] // BANDS   # the same share of the band axis at any resolution
+            lo = rng.integers(0, spec.shape[2] - bw + 1)
+            xb[b, :, lo:lo + bw] = 0.0
+            if time_mask:                         # and one random stretch of frames
+                span = rng.integers(0, time_mask + 1)
+                t0 = rng.integers(0, CROP - span + 1)
+                xb[b, :, :, t0:t0 + span] = 0.0
         loss = nn.functional.binary_cross_entropy_with_logits(net(torch.from_numpy(xb)),
                                                               torch.from_numpy(y[idx].astype(np.float32)))
         opt.zero_grad()
@@ -174,10 +189,15 @@ def main() -> int:
                     help="remove each chunk's mean per band (its long-term envelope: voice timbre and channel)")
     ap.add_argument("--families", default="", help="comma-separated: only these held-out families")
     ap.add_argument("--phase", action="store_true", help="add the four phase-derivative channels")
+    ap.add_argument("--frame", type=int, default=FRAME, help="analysis window in samples at 8 kHz")
+    ap.add_argument("--nfft", type=int, default=NFFT)
+    ap.add_argument("--bands", type=int, default=BANDS, help="equal groups of the nfft/2 bins above DC")
+    ap.add_argument("--width", type=int, default=16, help="channels of the first conv block (x2, x3, x4 after)")
+    ap.add_argument("--time-mask", type=int, default=0, help="mask one random stretch of up to this many frames")
     args = ap.parse_args()
     torch.set_num_threads(2)
     p = Protocol(args.corpus, rounds=args.rounds, threads=2, train_only=("bass",))
-    spec = cached_spectrograms(args.corpus, p.rows, args.phase)
+    spec = cached_spectrograms(args.corpus, p.rows, args.phase, args.frame, args.nfft, args.bands)
     if args.cmn:
         spec[:, 0] -= spec[:, 0].mean(axis=2, keepdims=True, dtype=np.float32).astype(np.float16)
     y = p.y
@@ -196,7 +216,7 @@ def main() -> int:
         sample = spec[np.random.default_rng(0).choice(np.flatnonzero(fit), 4000, replace=False)].astype(np.float32)
         mu = sample.mean(axis=(0, 3))[None, :, :, None]
         sd = sample.std(axis=(0, 3))[None, :, :, None] + 1e-3
-        f = train_cnn(spec, fit, y, w, mu, sd, args.seed, args.epochs, args.per_epoch)
+        f = train_cnn(spec, fit, y, w, mu, sd, args.seed, args.epochs, args.per_epoch, args.width, args.time_mask)
         raw = {"gbm": (b.predict(p.x[test], raw_score=True), b.predict(p.x[cal_bona], raw_score=True)),
                "cnn": (f(test), f(cal_bona))}
         z = {n: (s - c.mean()) / (c.std() + 1e-9) for n, (s, c) in raw.items()}
