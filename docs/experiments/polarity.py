@@ -1,0 +1,79 @@
+"""Does the shipped GBM's score depend on the waveform's polarity (x against -x)?
+
+A telephone chain, a microphone or a sound card may invert the signal; the speech is the same. Scores every
+chunk of ``--split`` as recorded and inverted, and prints: EER, bona fide false alarms at the shipped
+thresholds, spoofs caught at hang-up, each bona fide speaker's mean score and hang-up false alarms, each
+family's EER, and the same for the mean of the two polarities' scores (a polarity-invariant score; the
+thresholds were not calibrated for it, so its threshold shares are indicative only).
+
+    .venv/bin/python docs/experiments/polarity.py --corpus data/corpus_v8 --split eval
+
+Used on 2026-12-07 (eighth session) on the shipped model; nothing was tuned on what it prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from detector.corpus.manifest import load_chunks, load_manifest
+from detector.features import extract_matrix
+from detector.metrics import eer
+from detector.scoring import load_detector
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", type=Path, required=True)
+    ap.add_argument("--split", default="eval")
+    ap.add_argument("--models-dir", type=Path, default=None)
+    args = ap.parse_args()
+
+    rows = [r for r in load_manifest(args.corpus) if r["split"] == args.split]
+    det = load_detector("gbm", args.models_dir)
+    th = det.thresholds
+    kept, inverted = [], []
+    for i in range(0, len(rows), 512):
+        x = load_chunks(args.corpus, rows[i:i + 512])
+        kept.append(det.score_features(extract_matrix(x)))
+        inverted.append(det.score_features(extract_matrix(-x)))
+        print(f"\r{min(i + 512, len(rows))}/{len(rows)} chunks", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    scores = {"as recorded": np.concatenate(kept), "inverted": np.concatenate(inverted)}
+    scores["mean of both"] = (scores["as recorded"] + scores["inverted"]) / 2
+    spoof = np.array([r["label"] != "bonafide" for r in rows])
+    labels = spoof.astype(float)
+
+    print(f"{det.name} {det.version} on the {args.split} split: {(~spoof).sum()} bona fide, {spoof.sum()} spoof chunks")
+    print("| scores | EER | bona fide mean | false alarms at warn | at hang-up | spoofs caught at hang-up |")
+    print("|---|---|---|---|---|---|")
+    for name, s in scores.items():
+        print(f"| {name} | {100 * eer(labels, s)[0]:.2f} % | {s[~spoof].mean():.3f} | "
+              f"{100 * np.mean(s[~spoof] >= th.warn):.2f} % | {100 * np.mean(s[~spoof] >= th.hangup):.2f} % | "
+              f"{100 * np.mean(s[spoof] >= th.hangup):.2f} % |")
+
+    print("\n| bona fide speaker (chunks) | mean score as recorded / inverted / both "
+          "| hang-up false alarms as recorded / inverted / both |")
+    print("|---|---|---|")
+    by_speaker: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        if r["label"] == "bonafide":
+            by_speaker[r["speaker"]].append(i)
+    for speaker, idx in sorted(by_speaker.items()):
+        means = " / ".join(f"{s[idx].mean():.3f}" for s in scores.values())
+        fas = " / ".join(f"{100 * np.mean(s[idx] >= th.hangup):.2f}" for s in scores.values())
+        print(f"| {speaker} ({len(idx)}) | {means} | {fas} % |")
+
+    print("\n| family | EER as recorded / inverted / both |")
+    print("|---|---|")
+    for fam in sorted({r["generator"] for r in rows if r["label"] != "bonafide"}):
+        m = np.array([r["generator"] == fam for r in rows]) | ~spoof
+        print(f"| {fam} | " + " / ".join(f"{100 * eer(labels[m], s[m])[0]:.2f}" for s in scores.values()) + " % |")
+
+
+if __name__ == "__main__":
+    main()
