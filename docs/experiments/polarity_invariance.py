@@ -1,0 +1,103 @@
+"""Model-selection experiment: can the GBM be made blind to the waveform's polarity without losing accuracy?
+
+17 of the 190 features change sign when the waveform is inverted (docs/generalisation.md, "The shipped GBM
+reads the waveform's polarity"). Three GBMs trained on the train split, tested on dev (unseen speakers and
+unseen families), as recorded and inverted:
+
+- ``raw``: today's features;
+- ``both``: today's features, every training chunk also inverted (the model may learn to ignore polarity);
+- ``canonical``: each chunk's features taken from the polarity in which its LPC residual is positively
+  skewed (glottal pulses make the residual skewed; its sign says which way up the voice arrived). Invariant
+  by construction: inverting a chunk picks the same orientation.
+
+Prints EER on dev as recorded and inverted, each bona fide speaker's mean score both ways, and the mean
+absolute change of a bona fide chunk's score. Features of the inverted chunks are cached under the corpus's
+``features/``. Eval is never read.
+
+    .venv/bin/python docs/experiments/polarity_invariance.py --corpus data/corpus_v8 [--rounds 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from detector.corpus.manifest import load_chunks, load_manifest  # noqa: E402
+from detector.featcache import corpus_features  # noqa: E402
+from detector.features import extract_matrix, feature_names  # noqa: E402
+from detector.metrics import eer  # noqa: E402
+from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, fit_model  # noqa: E402
+
+
+def inverted_features(corpus: Path, rows: list[dict]) -> np.ndarray:
+    key = hashlib.sha256("\n".join(r["path"] for r in rows).encode()).hexdigest()[:16]
+    path = corpus / "features" / f"inverted_{key}.npy"
+    if path.exists():
+        return np.load(path)
+    out = []
+    for i in range(0, len(rows), 512):
+        out.append(extract_matrix(-load_chunks(corpus, rows[i:i + 512])))
+        print(f"\rinverted features: {min(i + 512, len(rows))}/{len(rows)}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    x = np.concatenate(out)
+    np.save(path, x)
+    return x
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", type=Path, default=Path("data/corpus_v8"))
+    ap.add_argument("--rounds", type=int, default=300)
+    args = ap.parse_args()
+
+    rows = [r for r in load_manifest(args.corpus) if r["split"] in ("train", "dev")]
+    pos = corpus_features(args.corpus, rows)
+    neg = inverted_features(args.corpus, rows)
+    skew = list(feature_names()).index("lpc_res_skew")
+    canon = np.where((pos[:, skew] >= 0)[:, None], pos, neg)
+    y = np.array([r["label"] != "bonafide" for r in rows], dtype=float)
+    train = np.array([r["split"] == "train" for r in rows])
+    dev = ~train
+    w = balanced_weights([r for r, t in zip(rows, train, strict=True) if t])
+    bona = dev & (y == 0)
+    speakers: dict[str, list[int]] = defaultdict(list)
+    for i in np.flatnonzero(bona):
+        speakers[rows[i]["speaker"]].append(i)
+
+    variants = {
+        "raw": (pos[train], y[train], w, pos, neg),
+        "both": (np.r_[pos[train], neg[train]], np.r_[y[train], y[train]], np.r_[w, w], pos, neg),
+        "canonical": (canon[train], y[train], w, canon, canon),
+    }
+    print(f"train {train.sum()} chunks, dev {dev.sum()} ({bona.sum()} bona fide); {args.rounds} rounds")
+    print("| model | dev EER as recorded | inverted | mean abs. change of a bona fide score | "
+          "largest change of a speaker's mean |")
+    print("|---|---|---|---|---|")
+    per_speaker = {}
+    for name, (xt, yt, wt, test_pos, test_neg) in variants.items():
+        booster = fit_model(xt, yt, wt, DEFAULT_PARAMS, args.rounds).booster
+        s_pos = booster.predict(test_pos[dev], num_threads=2)
+        s_neg = booster.predict(test_neg[dev], num_threads=2)
+        full_pos, full_neg = np.zeros(len(rows)), np.zeros(len(rows))
+        full_pos[dev], full_neg[dev] = s_pos, s_neg
+        shifts = {k: (full_pos[i].mean(), full_neg[i].mean()) for k, i in speakers.items()}
+        per_speaker[name] = shifts
+        print(f"| {name} | {100 * eer(y[dev], s_pos)[0]:.2f} % | {100 * eer(y[dev], s_neg)[0]:.2f} % | "
+              f"{np.abs(full_pos[bona] - full_neg[bona]).mean():.3f} | "
+              f"{max(abs(a - b) for a, b in shifts.values()):.3f} |", flush=True)
+    print("\n| dev speaker | " + " | ".join(f"{n}: as recorded → inverted" for n in variants) + " |")
+    print("|---|" + "---|" * len(variants))
+    for k in sorted(speakers):
+        print(f"| {k} ({len(speakers[k])}) | "
+              + " | ".join(f"{per_speaker[n][k][0]:.3f} → {per_speaker[n][k][1]:.3f}" for n in variants) + " |")
+
+
+if __name__ == "__main__":
+    main()
