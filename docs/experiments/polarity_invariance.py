@@ -14,7 +14,11 @@ Prints EER on dev as recorded and inverted, each bona fide speaker's mean score 
 absolute change of a bona fide chunk's score. Features of the inverted chunks are cached under the corpus's
 ``features/``. Eval is never read.
 
-    .venv/bin/python docs/experiments/polarity_invariance.py --corpus data/corpus_v8 [--rounds 300]
+With ``--lofo``, the same raw and canonical models on the model-selection protocol (train+dev, one speaker fold
+per held-out family, ``bass`` train-only): per-family EER, the raw model's held-out rows also inverted.
+
+    .venv/bin/python docs/experiments/polarity_invariance.py --corpus data/corpus_v8 [--rounds 300] \
+        [--lofo [--cross-folds]]
 """
 
 from __future__ import annotations
@@ -51,11 +55,41 @@ def inverted_features(corpus: Path, rows: list[dict]) -> np.ndarray:
     return x
 
 
+def run_lofo(corpus: Path, rounds: int, crossed: bool) -> None:
+    """The model-selection protocol (one speaker fold per held-out family, ``bass`` train-only): the raw and
+    the canonical GBM per fold, the held-out rows scored as recorded and inverted."""
+    import json
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from lofo_variants import Protocol, summarise_folds
+
+    p = Protocol(corpus, rounds=rounds, threads=2, train_only=("bass",))
+    neg = inverted_features(corpus, p.rows).astype(np.float64)
+    skew = list(feature_names()).index("lpc_res_skew")
+    canon = np.where((p.x[:, skew] >= 0)[:, None], p.x, neg)
+    out: dict[str, dict[str, list[tuple[float, float]]]] = {
+        n: {} for n in ("raw as recorded", "raw inverted", "canonical")}
+    folds = ((f, *rest) for f, _, *rest in p.crossed_iter()) if crossed else p.folds_iter()
+    for fam, test, fit, _ in folds:
+        raw, can = p.gbm(fit), p.gbm(fit, canon)
+        scores = {"raw as recorded": raw.predict(p.x[test]), "raw inverted": raw.predict(neg[test]),
+                  "canonical": can.predict(canon[test])}
+        for n, sc in scores.items():
+            out[n].setdefault(fam, []).append(tuple(100 * e for e in p.eers(test, sc)))
+        print(f"{fam}: " + ", ".join(f"{n} {out[n][fam][-1][0]:.1f}" for n in out), file=sys.stderr, flush=True)
+    print(json.dumps({n: summarise_folds(f) for n, f in out.items()}, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, default=Path("data/corpus_v8"))
     ap.add_argument("--rounds", type=int, default=300)
+    ap.add_argument("--lofo", action="store_true", help="run the leave-one-family-out protocol instead")
+    ap.add_argument("--cross-folds", action="store_true", help="with --lofo: every family against every fold")
     args = ap.parse_args()
+    if args.lofo:
+        run_lofo(args.corpus, args.rounds, args.cross_folds)
+        return
 
     rows = [r for r in load_manifest(args.corpus) if r["split"] in ("train", "dev")]
     pos = corpus_features(args.corpus, rows)
