@@ -7,8 +7,9 @@ unseen families), as recorded and inverted:
 - ``raw``: today's features;
 - ``both``: today's features, every training chunk also inverted (the model may learn to ignore polarity);
 - ``canonical``: each chunk's features taken from the polarity in which its LPC residual is positively
-  skewed (glottal pulses make the residual skewed; its sign says which way up the voice arrived). Invariant
-  by construction: inverting a chunk picks the same orientation.
+  skewed (glottal pulses make the residual skewed; its sign says which way up the voice arrived), or in which
+  ``--flip-by`` is the larger of the two. Invariant by construction: inverting a chunk picks the same
+  orientation.
 
 Prints EER on dev as recorded and inverted, each bona fide speaker's mean score both ways, and the mean
 absolute change of a bona fide chunk's score. Features of the inverted chunks are cached under the corpus's
@@ -18,7 +19,7 @@ With ``--lofo``, the same raw and canonical models on the model-selection protoc
 per held-out family, ``bass`` train-only): per-family EER, the raw model's held-out rows also inverted.
 
     .venv/bin/python docs/experiments/polarity_invariance.py --corpus data/corpus_v8 [--rounds 300] \
-        [--lofo [--cross-folds]]
+        [--lofo [--cross-folds]] [--flip-by lpc_res_skew]
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ from detector.metrics import eer  # noqa: E402
 from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, fit_model  # noqa: E402
 
 
+def canonical(pos: np.ndarray, neg: np.ndarray, feature: str) -> np.ndarray:
+    """Each row's features from the orientation (as recorded or inverted) in which ``feature`` is larger.
+    The pair {x, -x} is the same for a chunk and its inverse, so the pick is too (polarity-invariant)."""
+    j = list(feature_names()).index(feature)
+    return np.where((pos[:, j] >= neg[:, j])[:, None], pos, neg)
+
+
 def inverted_features(corpus: Path, rows: list[dict]) -> np.ndarray:
     key = hashlib.sha256("\n".join(r["path"] for r in rows).encode()).hexdigest()[:16]
     path = corpus / "features" / f"inverted_{key}.npy"
@@ -55,7 +63,7 @@ def inverted_features(corpus: Path, rows: list[dict]) -> np.ndarray:
     return x
 
 
-def run_lofo(corpus: Path, rounds: int, crossed: bool) -> None:
+def run_lofo(corpus: Path, rounds: int, crossed: bool, flip_by: str) -> None:
     """The model-selection protocol (one speaker fold per held-out family, ``bass`` train-only): the raw and
     the canonical GBM per fold, the held-out rows scored as recorded and inverted."""
     import json
@@ -65,8 +73,7 @@ def run_lofo(corpus: Path, rounds: int, crossed: bool) -> None:
 
     p = Protocol(corpus, rounds=rounds, threads=2, train_only=("bass",))
     neg = inverted_features(corpus, p.rows).astype(np.float64)
-    skew = list(feature_names()).index("lpc_res_skew")
-    canon = np.where((p.x[:, skew] >= 0)[:, None], p.x, neg)
+    canon = canonical(p.x, neg, flip_by)
     out: dict[str, dict[str, list[tuple[float, float]]]] = {
         n: {} for n in ("raw as recorded", "raw inverted", "canonical")}
     folds = ((f, *rest) for f, _, *rest in p.crossed_iter()) if crossed else p.folds_iter()
@@ -86,16 +93,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=300)
     ap.add_argument("--lofo", action="store_true", help="run the leave-one-family-out protocol instead")
     ap.add_argument("--cross-folds", action="store_true", help="with --lofo: every family against every fold")
+    ap.add_argument("--flip-by", default="lpc_res_skew",
+                    help="the feature whose larger value picks the canonical orientation")
     args = ap.parse_args()
     if args.lofo:
-        run_lofo(args.corpus, args.rounds, args.cross_folds)
+        run_lofo(args.corpus, args.rounds, args.cross_folds, args.flip_by)
         return
 
     rows = [r for r in load_manifest(args.corpus) if r["split"] in ("train", "dev")]
     pos = corpus_features(args.corpus, rows)
     neg = inverted_features(args.corpus, rows)
-    skew = list(feature_names()).index("lpc_res_skew")
-    canon = np.where((pos[:, skew] >= 0)[:, None], pos, neg)
+    canon = canonical(pos, neg, args.flip_by)
     y = np.array([r["label"] != "bonafide" for r in rows], dtype=float)
     train = np.array([r["split"] == "train" for r in rows])
     dev = ~train
