@@ -23,7 +23,7 @@ def _rows_key(rows: list[dict]) -> str:
     return h.hexdigest()[:16]
 
 
-AUGMENTATIONS = ("rawboost", "channel")
+AUGMENTATIONS = ("rawboost", "channel", "invert")
 
 
 def augment_seed(path: str) -> int:
@@ -36,7 +36,9 @@ def _features_of_paths(args: tuple[str, list[str], str | None]) -> np.ndarray:
     from detector.corpus.manifest import load_chunks
 
     chunks = load_chunks(Path(corpus_dir), [{"path": p} for p in paths])
-    if augment is not None:
+    if augment == "invert":                       # the same speech upside down, as a line or microphone may deliver it
+        chunks = -chunks
+    elif augment is not None:
         if augment == "rawboost":
             from detector.rawboost import rawboost as perturb
         else:
@@ -54,7 +56,8 @@ def corpus_features(corpus_dir: Path, rows: list[dict], workers: int | None = No
     a lookup, so training, evaluation and the cross-validation protocol share one extraction.
     ``augment="rawboost"``: the features of one RawBoost-perturbed copy of each chunk (``detector.rawboost``,
     seeded by the chunk's path), cached separately, for training on clean + perturbed copies; ``"channel"``:
-    the same with one random minimum-phase channel (``detector.channel_augment``).
+    the same with one random minimum-phase channel (``detector.channel_augment``); ``"invert"``: each chunk's
+    waveform negated (x -> -x), to measure or remove what the features read from polarity.
     """
     from detector.corpus.manifest import load_manifest
 

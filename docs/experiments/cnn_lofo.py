@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lofo_variants import Protocol, summarise_folds  # noqa: E402
+from lofo_variants import Protocol, cached_columns, summarise_folds  # noqa: E402
 
 from detector.train_gbm import balanced_weights  # noqa: E402
 
@@ -82,22 +82,10 @@ def spectrogram_channels(chunks: np.ndarray, phase: bool, frame: int = FRAME, nf
 
 def cached_spectrograms(corpus: Path, rows: list[dict], phase: bool, frame: int = FRAME, nfft: int = NFFT,
                         bands: int = BANDS) -> np.ndarray:
-    import hashlib
-
-    from detector.corpus.manifest import load_chunks
-
-    key = hashlib.sha256("\n".join(r["path"] for r in rows).encode()).hexdigest()[:16]
     shape = "" if (frame, nfft, bands) == (FRAME, NFFT, BANDS) else f"_{frame}-{nfft}-{bands}"
-    path = Path(corpus) / "features" / f"cnnspec{'_phase' if phase else ''}{shape}_{key}.npy"
-    if path.exists():
-        return np.load(path)
-    out = []
-    for i in range(0, len(rows), 256):
-        out.append(spectrogram_channels(load_chunks(corpus, rows[i:i + 256]), phase, frame, nfft, bands))
-        print(f"spectrograms: {min(i + 256, len(rows))}/{len(rows)} chunks", file=sys.stderr, flush=True)
-    x = np.concatenate(out)
-    np.save(path, x)
-    return x
+    return cached_columns(corpus, rows, f"cnnspec{'_phase' if phase else ''}{shape}",
+                          lambda: lambda chunks: spectrogram_channels(chunks, phase, frame, nfft, bands),
+                          dtype=np.float16)
 
 
 def make_net(channels: int, width: int = 16, bands: int = BANDS):

@@ -97,9 +97,10 @@ def summarise_folds(fams: dict[str, list[tuple[float, float]]]) -> dict:
 
 
 def cached_columns(corpus_dir: Path, rows: list[dict], name: str,
-                   make_compute: Callable[[], Callable[[np.ndarray], np.ndarray]], batch: int = 256) -> np.ndarray:
-    """``compute(chunks)`` over ``rows`` in batches, cached as features/<name>_<rows-hash>.npy of the corpus;
-    ``make_compute()`` (loading a model, say) runs only when the cache misses."""
+                   make_compute: Callable[[], Callable[[np.ndarray], np.ndarray]], batch: int = 256,
+                   dtype: type = np.float32) -> np.ndarray:
+    """``compute(chunks)`` over ``rows`` in batches, cached as features/<name>_<rows-hash>.npy of the corpus
+    (stored as ``dtype``); ``make_compute()`` (loading a model, say) runs only when the cache misses."""
     import hashlib
 
     from detector.corpus.manifest import load_chunks
@@ -112,7 +113,7 @@ def cached_columns(corpus_dir: Path, rows: list[dict], name: str,
     for i in range(0, len(rows), batch):
         out.append(compute(load_chunks(corpus_dir, rows[i:i + batch])))
         print(f"{name}: {min(i + batch, len(rows))}/{len(rows)} chunks", file=sys.stderr, flush=True)
-    x = np.concatenate(out).astype(np.float32)
+    x = np.concatenate(out).astype(dtype)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, x)
     return x

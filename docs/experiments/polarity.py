@@ -14,14 +14,13 @@ Used on 2026-12-07 (eighth session) on the shipped model; nothing was tuned on w
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from detector.corpus.manifest import load_chunks, load_manifest
-from detector.features import extract_matrix
+from detector.corpus.manifest import load_manifest
+from detector.featcache import corpus_features
 from detector.metrics import eer
 from detector.scoring import load_detector
 
@@ -36,14 +35,8 @@ def main() -> None:
     rows = [r for r in load_manifest(args.corpus) if r["split"] == args.split]
     det = load_detector("gbm", args.models_dir)
     th = det.thresholds
-    kept, inverted = [], []
-    for i in range(0, len(rows), 512):
-        x = load_chunks(args.corpus, rows[i:i + 512])
-        kept.append(det.score_features(extract_matrix(x)))
-        inverted.append(det.score_features(extract_matrix(-x)))
-        print(f"\r{min(i + 512, len(rows))}/{len(rows)} chunks", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
-    scores = {"as recorded": np.concatenate(kept), "inverted": np.concatenate(inverted)}
+    scores = {"as recorded": det.score_features(corpus_features(args.corpus, rows)),
+              "inverted": det.score_features(corpus_features(args.corpus, rows, augment="invert"))}
     scores["mean of both"] = (scores["as recorded"] + scores["inverted"]) / 2
     spoof = np.array([r["label"] != "bonafide" for r in rows])
     labels = spoof.astype(float)

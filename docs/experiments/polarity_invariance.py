@@ -12,8 +12,8 @@ unseen families), as recorded and inverted:
   orientation.
 
 Prints EER on dev as recorded and inverted, each bona fide speaker's mean score both ways, and the mean
-absolute change of a bona fide chunk's score. Features of the inverted chunks are cached under the corpus's
-``features/``. Eval is never read.
+absolute change of a bona fide chunk's score. Features of the inverted chunks come from
+``corpus_features(augment="invert")``, computed once for the whole manifest and cached. Eval is never read.
 
 With ``--lofo``, the same raw and canonical models on the model-selection protocol (train+dev, one speaker fold
 per held-out family, ``bass`` train-only): per-family EER, the raw model's held-out rows also inverted.
@@ -25,7 +25,6 @@ per held-out family, ``bass`` train-only): per-family EER, the raw model's held-
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -34,9 +33,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from detector.corpus.manifest import load_chunks, load_manifest  # noqa: E402
+from detector.corpus.manifest import load_manifest  # noqa: E402
 from detector.featcache import corpus_features  # noqa: E402
-from detector.features import extract_matrix, feature_names  # noqa: E402
+from detector.features import feature_names  # noqa: E402
 from detector.metrics import eer  # noqa: E402
 from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, fit_model  # noqa: E402
 
@@ -48,21 +47,6 @@ def canonical(pos: np.ndarray, neg: np.ndarray, feature: str) -> np.ndarray:
     return np.where((pos[:, j] >= neg[:, j])[:, None], pos, neg)
 
 
-def inverted_features(corpus: Path, rows: list[dict]) -> np.ndarray:
-    key = hashlib.sha256("\n".join(r["path"] for r in rows).encode()).hexdigest()[:16]
-    path = corpus / "features" / f"inverted_{key}.npy"
-    if path.exists():
-        return np.load(path)
-    out = []
-    for i in range(0, len(rows), 512):
-        out.append(extract_matrix(-load_chunks(corpus, rows[i:i + 512])))
-        print(f"\rinverted features: {min(i + 512, len(rows))}/{len(rows)}", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
-    x = np.concatenate(out)
-    np.save(path, x)
-    return x
-
-
 def run_lofo(corpus: Path, rounds: int, crossed: bool, flip_by: str) -> None:
     """The model-selection protocol (one speaker fold per held-out family, ``bass`` train-only): the raw and
     the canonical GBM per fold, the held-out rows scored as recorded and inverted."""
@@ -72,7 +56,7 @@ def run_lofo(corpus: Path, rounds: int, crossed: bool, flip_by: str) -> None:
     from lofo_variants import Protocol, summarise_folds
 
     p = Protocol(corpus, rounds=rounds, threads=2, train_only=("bass",))
-    neg = inverted_features(corpus, p.rows).astype(np.float64)
+    neg = corpus_features(corpus, p.rows, augment="invert").astype(np.float64)
     canon = canonical(p.x, neg, flip_by)
     out: dict[str, dict[str, list[tuple[float, float]]]] = {
         n: {} for n in ("raw as recorded", "raw inverted", "canonical")}
@@ -102,7 +86,7 @@ def main() -> None:
 
     rows = [r for r in load_manifest(args.corpus) if r["split"] in ("train", "dev")]
     pos = corpus_features(args.corpus, rows)
-    neg = inverted_features(args.corpus, rows)
+    neg = corpus_features(args.corpus, rows, augment="invert")
     canon = canonical(pos, neg, args.flip_by)
     y = np.array([r["label"] != "bonafide" for r in rows], dtype=float)
     train = np.array([r["split"] == "train" for r in rows])

@@ -78,6 +78,17 @@ def test_rawboost_copies_are_cached_reproducible_and_differ_from_the_clean_featu
         corpus_features(tiny_corpus, rows, augment="nosuch")
 
 
+def test_inverted_copies_are_the_features_of_the_negated_chunks(tiny_corpus):
+    from detector.corpus.manifest import load_chunks
+    from detector.featcache import corpus_features
+    from detector.features import extract_matrix
+
+    rows = load_manifest(tiny_corpus)[:6]
+    inverted = corpus_features(tiny_corpus, rows, augment="invert")
+    np.testing.assert_array_equal(inverted, extract_matrix(-load_chunks(tiny_corpus, rows)))
+    assert not np.array_equal(inverted, corpus_features(tiny_corpus, rows))
+
+
 def test_lofo_with_rawboost_copies_reports_every_family(tiny_corpus):
     summary = run_lofo(tiny_corpus, None, rounds=20, n_speaker_folds=3, augment="rawboost")
     families = {r["generator"] for r in load_manifest(tiny_corpus) if r["label"] == "spoof"}
