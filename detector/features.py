@@ -21,6 +21,14 @@ could learn "these voices are real". On the crossed leave-one-family-out × leav
 train+dev of corpus v8 (docs/generalisation.md, "Envelope-free features"), dropping them lowered the mean
 held-out family EER from 27.4 to 25.8 % and the worst from 49.0 to 44.5 %. Their spreads and deltas stay.
 
+Canonical polarity (schema 3). A telephone line may deliver the voice inverted (x -> -x): a PBX, a codec or
+a microphone's wiring can flip it, and nothing about the speech changes. Every feature but the bispectral
+phase moments and the LPC residual's skewness is blind to the sign; those 17 are not, and the schema-2 model
+gave one speaker's chunks a mean score of 0.58 as recorded and 0.63 inverted, another's 0.54 and 0.21
+(docs/generalisation.md, "The shipped GBM reads the waveform's polarity"). So every feature is taken of the
+chunk turned upright (``detector.polarity.upright``: the LPC residual skewed positive) and is exactly the same
+for x and -x.
+
 Everything is computed after normalising the chunk to unit RMS, and every feature is a ratio, a
 log-ratio, a cepstral shape coefficient (c0 excluded) or a statistic robust to one lost 20 ms frame
 (medians and trimmed spreads where a mean would be dragged), so the level of the line carries no signal.
@@ -32,9 +40,10 @@ from functools import lru_cache
 
 import numpy as np
 from scipy.fft import dct, irfft, rfft
-from scipy.linalg import solve_toeplitz
 
-FEATURE_SCHEMA_VERSION = 2
+from detector.polarity import lpc_inverse_filtered, upright
+
+FEATURE_SCHEMA_VERSION = 3
 EPS = 1e-10
 
 
@@ -213,17 +222,6 @@ def _periodicity(frames: np.ndarray, rate: int) -> dict[str, float]:
     return out
 
 
-def lpc_inverse_filtered(x: np.ndarray, order: int = 12) -> np.ndarray:
-    """The residual of one order-``order`` LPC fit over the whole of ``x`` (autocorrelation method)."""
-    r = np.array([x[: len(x) - lag] @ x[lag:] for lag in range(order + 1)])  # autocorrelation, 13 dot products
-    r[0] *= 1.0 + 1e-6
-    try:
-        a = solve_toeplitz(r[:-1], r[1:])
-    except np.linalg.LinAlgError:
-        a = np.zeros(order)
-    return np.convolve(x, np.concatenate(([1.0], -a)))[: len(x)]  # the FIR inverse filter (= lfilter)
-
-
 def _lpc_residual(x: np.ndarray, order: int = 12) -> dict[str, float]:
     res = lpc_inverse_filtered(x, order)
     frames = _frames(res, 160, 80)
@@ -243,7 +241,7 @@ def extract_features(chunk: np.ndarray, rate: int = 8000) -> dict[str, float]:
         rate = 8000
     x = np.asarray(chunk, dtype=np.float64)
     x = x - x.mean()
-    x = x / (np.sqrt((x ** 2).mean()) + EPS)
+    x = upright(x / (np.sqrt((x ** 2).mean()) + EPS))
 
     size, hop = 256, 80
     frames = _frames(x, size, hop)

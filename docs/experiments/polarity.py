@@ -1,4 +1,4 @@
-"""Does the shipped GBM's score depend on the waveform's polarity (x against -x)?
+"""Does a shipped detector's score depend on the waveform's polarity (x against -x)?
 
 A telephone chain, a microphone or a sound card may invert the signal; the speech is the same. Scores every
 chunk of ``--split`` as recorded and inverted, and prints: EER, bona fide false alarms at the shipped
@@ -6,9 +6,11 @@ thresholds, spoofs caught at hang-up, each bona fide speaker's mean score and ha
 family's EER, and the same for the mean of the two polarities' scores (a polarity-invariant score; the
 thresholds were not calibrated for it, so its threshold shares are indicative only).
 
-    .venv/bin/python docs/experiments/polarity.py --corpus data/corpus_v8 --split eval
+    .venv/bin/python docs/experiments/polarity.py --corpus data/corpus_v8 --split eval [--detector wavlm]
 
-Used on 2026-12-07 (eighth session) on the shipped model; nothing was tuned on what it prints.
+Used on 2026-12-07 (eighth session) on the shipped model of the time (feature schema 2); nothing was tuned on
+what it prints. From schema 3 on the features take one canonical polarity, so both columns must come out the
+same: the script is now a check of that on a whole split.
 """
 
 from __future__ import annotations
@@ -20,9 +22,19 @@ from pathlib import Path
 import numpy as np
 
 from detector.corpus.manifest import load_manifest
-from detector.featcache import corpus_features
+from detector.evaluate import score_rows
 from detector.metrics import eer
-from detector.scoring import load_detector
+from detector.scoring import Detector, load_detector
+
+
+class Inverted:
+    """A detector that hears every chunk upside down (features extracted afresh, never from the cache)."""
+
+    def __init__(self, detector: Detector) -> None:
+        self.detector, self.name = detector, detector.name
+
+    def score(self, chunks: list[np.ndarray]) -> np.ndarray:
+        return self.detector.score([-c for c in chunks])
 
 
 def main() -> None:
@@ -30,13 +42,14 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, required=True)
     ap.add_argument("--split", default="eval")
     ap.add_argument("--models-dir", type=Path, default=None)
+    ap.add_argument("--detector", default="gbm", choices=("gbm", "wavlm", "fused"))
     args = ap.parse_args()
 
     rows = [r for r in load_manifest(args.corpus) if r["split"] == args.split]
-    det = load_detector("gbm", args.models_dir)
+    det = load_detector(args.detector, args.models_dir)
     th = det.thresholds
-    scores = {"as recorded": det.score_features(corpus_features(args.corpus, rows)),
-              "inverted": det.score_features(corpus_features(args.corpus, rows, augment="invert"))}
+    scores = {"as recorded": score_rows(det, args.corpus, rows),
+              "inverted": score_rows(Inverted(det), args.corpus, rows)}
     scores["mean of both"] = (scores["as recorded"] + scores["inverted"]) / 2
     spoof = np.array([r["label"] != "bonafide" for r in rows])
     labels = spoof.astype(float)

@@ -20,6 +20,10 @@ per held-out family, ``bass`` train-only): per-family EER, the raw model's held-
 
     .venv/bin/python docs/experiments/polarity_invariance.py --corpus data/corpus_v8 [--rounds 300] \
         [--lofo [--cross-folds]] [--flip-by lpc_res_skew]
+
+Written for feature schema 2. Schema 3 ships the ``canonical`` variant inside ``detector/features.py``, so on
+today's features the three variants no longer differ in what they compare; to rerun the screen, check out a
+commit with ``FEATURE_SCHEMA_VERSION = 2``.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lofo_variants import cached_columns, run_variants  # noqa: E402
 
-from detector.features import _bispectral, feature_group, feature_names, lpc_inverse_filtered  # noqa: E402
+from detector.features import _bispectral, feature_group, feature_names  # noqa: E402
+from detector.polarity import lpc_inverse_filtered  # noqa: E402
 
 ORDER = 12
 
