@@ -14,7 +14,7 @@ into an explanation a person can read):
 - ``periodicity``: autocorrelation-based voicing strength and its variability (vocoder excitation).
 - ``lpc``: LPC residual statistics (excitation shape).
 
-No feature describes the long-term spectral envelope of the chunk (schema 2): cepstral medians, median
+No feature describes the long-term spectral envelope of the chunk (since schema 2): cepstral medians, median
 sub-band energies, median centroid / roll-off / bandwidth and the first LPC coefficients were dropped. They
 identify the speaker and the recording chain (microphone, studio, codec) more than the synthesis, so a model
 could learn "these voices are real". On the crossed leave-one-family-out × leave-speakers-out protocol over

@@ -1,11 +1,13 @@
-"""Which way up a voice arrived: one canonical polarity per chunk.
+"""One canonical polarity per chunk, so that nothing downstream can depend on which way up the line delivers it.
 
 A telephone line, a codec or a microphone's wiring may invert the waveform (x -> -x); the speech is the same,
 but any statistic that is odd in the signal (the bispectrum's phase, the skewness of the excitation, a neural
-network's response to the raw samples) is not. Glottal excitation makes the LPC residual of voiced speech
-skewed, so the sign of that skewness says which way up the voice arrived. ``upright`` returns the orientation
-with the residual skewed positive: the same samples for x and -x, so whatever is computed from them cannot
-depend on polarity (docs/generalisation.md, "The shipped GBM reads the waveform's polarity").
+network's response to the raw samples) is not. ``upright`` picks the orientation whose LPC residual is
+positively skewed: the same samples for x and -x, so whatever is computed from them cannot depend on polarity.
+What is guaranteed is that invariance, not a physical "right way up": glottal excitation skews the residual of
+clearly voiced speech (one recording chain's chunks all come out the same way), but for many chunks the
+skewness is small and the pick close to a coin toss (docs/generalisation.md, "The shipped GBM reads the
+waveform's polarity").
 """
 
 from __future__ import annotations
@@ -34,5 +36,8 @@ def residual_skewness(x: np.ndarray) -> float:
 
 
 def upright(x: np.ndarray) -> np.ndarray:
-    """``x`` or ``-x``, whichever has the positively skewed LPC residual."""
-    return x if residual_skewness(x) >= 0 else -x
+    """``x`` or ``-x`` (as floats), whichever has the positively skewed LPC residual. Exactly the same samples for
+    x and -x unless the skewness is exactly 0 (digital silence, a pure tone) or not finite (NaN input); those
+    are returned as they came."""
+    x = np.asarray(x, dtype=np.result_type(x, np.float32))  # integers would wrap when negated
+    return -x if residual_skewness(x) < 0 else x

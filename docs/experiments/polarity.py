@@ -9,8 +9,9 @@ thresholds were not calibrated for it, so its threshold shares are indicative on
     .venv/bin/python docs/experiments/polarity.py --corpus data/corpus_v8 --split eval [--detector wavlm]
 
 Used on 2026-12-07 (eighth session) on the shipped model of the time (feature schema 2); nothing was tuned on
-what it prints. From schema 3 on the features take one canonical polarity, so both columns must come out the
-same: the script is now a check of that on a whole split.
+what it prints. From schema 3 on the GBM's features take one canonical polarity, so for `--detector gbm` both
+columns must come out the same: the script is then a check of that on a whole split. The WavLM detector (and so
+the fused one) still reads polarity.
 """
 
 from __future__ import annotations

@@ -92,8 +92,8 @@ def test_features_match_the_reference_the_shipped_model_was_trained_on():
 
 
 def test_cepstral_features_ignore_a_fixed_channel_tilt():
-    """Schema 2 keeps no long-term envelope statistic: a fixed filter (the line's or the microphone's tilt) only
-    shifts every frame's cepstrum by a constant, which spreads and deltas do not see."""
+    """Since schema 2 no feature is a long-term envelope statistic: a fixed filter (the line's or the
+    microphone's tilt) only shifts every frame's cepstrum by a constant, which spreads and deltas do not see."""
     from scipy.signal import lfilter
 
     x = reference_signal()
@@ -106,10 +106,9 @@ def test_cepstral_features_ignore_a_fixed_channel_tilt():
 
 
 def test_features_are_the_same_for_an_inverted_voice(chunks):
-    """A line, codec or microphone may flip the waveform's sign; schema 3 takes the bispectrum of one canonical
-    polarity, so the features (and any model on them) cannot tell x from -x."""
+    """A line, codec or microphone may flip the waveform's sign; schema 3 takes every chunk upright
+    (detector.polarity), so the features (and any model on them) cannot tell x from -x."""
     chunks = [*chunks, reference_signal()]
     assert np.array_equal(extract_matrix(chunks), extract_matrix([-c for c in chunks]))
     skews = [extract_features(c)["lpc_res_skew"] for c in chunks]
     assert min(skews) >= 0.0
-

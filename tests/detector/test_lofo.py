@@ -78,16 +78,24 @@ def test_rawboost_copies_are_cached_reproducible_and_differ_from_the_clean_featu
         corpus_features(tiny_corpus, rows, augment="nosuch")
 
 
-def test_inverted_copies_have_the_features_of_the_chunks_as_recorded(tiny_corpus):
-    """Schema 3 takes every chunk upright, so a corpus heard upside down has the same feature matrix."""
+def test_the_invert_augmentation_extracts_features_of_the_negated_chunks(tiny_corpus, monkeypatch):
+    from detector import featcache
     from detector.corpus.manifest import load_chunks
-    from detector.featcache import corpus_features
-    from detector.features import extract_matrix
 
     rows = load_manifest(tiny_corpus)[:6]
-    inverted = corpus_features(tiny_corpus, rows, augment="invert")
-    np.testing.assert_array_equal(inverted, extract_matrix(-load_chunks(tiny_corpus, rows)))
-    np.testing.assert_array_equal(inverted, corpus_features(tiny_corpus, rows))
+    seen = []
+    monkeypatch.setattr(featcache, "extract_matrix", lambda chunks: seen.append(chunks) or np.zeros((len(chunks), 1)))
+    featcache._features_of_paths((str(tiny_corpus), [r["path"] for r in rows], "invert"))
+    np.testing.assert_array_equal(seen[0], -load_chunks(tiny_corpus, rows))
+
+
+def test_inverted_copies_have_the_features_of_the_chunks_as_recorded(tiny_corpus):
+    """Schema 3 takes every chunk upright, so a corpus heard upside down has the same feature matrix."""
+    from detector.featcache import corpus_features
+
+    rows = load_manifest(tiny_corpus)[:6]
+    np.testing.assert_array_equal(corpus_features(tiny_corpus, rows, augment="invert"),
+                                  corpus_features(tiny_corpus, rows))
 
 
 def test_lofo_with_rawboost_copies_reports_every_family(tiny_corpus):

@@ -30,10 +30,17 @@ def test_the_upright_orientation_has_a_positively_skewed_residual(chunks):
     assert np.median(np.abs(skews)) > 0.1
 
 
-
-
-def test_one_recording_chains_chunks_all_come_out_the_same_way_up(chunks):
-    """The sign follows the voice and the chain, not the words: every Allison chunk is kept as recorded, and
-    every chunk of the inverted recordings is turned back."""
+def test_every_chunk_of_one_recording_chain_is_kept_as_recorded_and_its_inverse_turned_back(chunks):
+    """A property of the data that the tests above rely on not being trivial: one speaker and chain (the Allison
+    prompts, all positively skewed) gives one orientation, so inverting the recordings turns every chunk."""
     assert all(upright(c) is c for c in chunks)
     assert all(np.array_equal(upright(-c), c) for c in chunks)
+
+
+def test_integer_and_silent_input_is_handled_without_wrapping():
+    rng = np.random.default_rng(0)
+    pcm = (rng.standard_normal(16000) * 3000).astype(np.int16)
+    pcm[0] = -32768  # negating this in int16 would wrap to itself
+    turned = upright(pcm)
+    assert turned.dtype == np.float32 and abs(turned).max() == 32768
+    assert np.array_equal(upright(np.zeros(16000)), np.zeros(16000))

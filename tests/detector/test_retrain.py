@@ -187,6 +187,23 @@ def test_watch_version_reports_each_promotion_once(champion_dir, tmp_path):
     assert versions.watch_version(models, seen).name == name
 
 
+def test_rollback_refuses_a_version_of_an_older_feature_schema_and_keeps_the_installed_model(champion_dir, tmp_path):
+    models = _models(champion_dir, tmp_path)
+    first = versions.ensure_versioned(models)
+    cal = json.loads((first.path / "gbm.calibration.json").read_text())
+    (first.path / "gbm.calibration.json").write_text(json.dumps({**cal, "feature_schema": cal["feature_schema"] - 1}))
+    name = versions.new_version_name(models)
+    shutil.copytree(first.path, versions.versions_dir(models) / name)
+    (versions.versions_dir(models) / name / "gbm.calibration.json").write_text(json.dumps(cal))
+    versions.promote(models, name)
+    installed = (models / "gbm.calibration.json").read_bytes()
+    with pytest.raises(versions.VersionError, match="feature schema"):
+        versions.rollback(models)
+    assert versions.current_version(models).name == name
+    assert (models / "gbm.calibration.json").read_bytes() == installed
+    GBMDetector.load(models)  # still serves
+
+
 def test_a_kept_refused_challenger_can_be_promoted_by_hand_logged_and_rolled_back(corpus, champion_dir, tmp_path,
                                                                                  capsys):
     from plugin.cli import main
