@@ -41,7 +41,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.fft import dct, irfft, rfft
 
-from detector.polarity import lpc_inverse_filtered, upright
+from detector.polarity import upright_with_residual
 
 FEATURE_SCHEMA_VERSION = 3
 EPS = 1e-10
@@ -222,8 +222,8 @@ def _periodicity(frames: np.ndarray, rate: int) -> dict[str, float]:
     return out
 
 
-def _lpc_residual(x: np.ndarray, order: int = 12) -> dict[str, float]:
-    res = lpc_inverse_filtered(x, order)
+def _lpc_residual(x: np.ndarray, res: np.ndarray) -> dict[str, float]:
+    """Statistics of ``res``, the LPC residual of ``x`` (``detector.polarity.upright_with_residual``)."""
     frames = _frames(res, 160, 80)
     e = np.log((frames ** 2).mean(axis=1) + EPS)
     m = _moments(res)
@@ -241,7 +241,7 @@ def extract_features(chunk: np.ndarray, rate: int = 8000) -> dict[str, float]:
         rate = 8000
     x = np.asarray(chunk, dtype=np.float64)
     x = x - x.mean()
-    x = upright(x / (np.sqrt((x ** 2).mean()) + EPS))
+    x, residual = upright_with_residual(x / (np.sqrt((x ** 2).mean()) + EPS))
 
     size, hop = 256, 80
     frames = _frames(x, size, hop)
@@ -316,7 +316,7 @@ def extract_features(chunk: np.ndarray, rate: int = 8000) -> dict[str, float]:
     feats["phase_ifdev_hf"] = float(np.median(np.abs(dev[:, freqs > 2500]).mean(axis=1)))
 
     feats.update(_periodicity(_frames(x, 320, 160), rate))
-    feats.update(_lpc_residual(x))
+    feats.update(_lpc_residual(x, residual))
     feats.update(_bispectral(x))
     return feats
 

@@ -27,17 +27,27 @@ def lpc_inverse_filtered(x: np.ndarray, order: int = 12) -> np.ndarray:
     return np.convolve(x, np.concatenate(([1.0], -a)))[: len(x)]  # the FIR inverse filter (= lfilter)
 
 
-def residual_skewness(x: np.ndarray) -> float:
-    """Skewness of the LPC residual; odd in ``x`` (exactly: every step commutes with negation)."""
-    res = lpc_inverse_filtered(np.asarray(x, dtype=np.float64))
-    d = res - res.mean()
+def _skewness(v: np.ndarray) -> float:
+    d = v - v.mean()
     var = (d * d).mean()
     return float((d * d * d).mean() / (var * np.sqrt(var) + 1e-30))
+
+
+def residual_skewness(x: np.ndarray) -> float:
+    """Skewness of the LPC residual; odd in ``x`` (exactly: every step commutes with negation)."""
+    return _skewness(lpc_inverse_filtered(np.asarray(x, dtype=np.float64)))
+
+
+def upright_with_residual(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``upright(x)`` and its LPC residual (float64), for callers that need both: the residual of -x is exactly
+    minus the residual of x, so it is computed once."""
+    x = np.asarray(x, dtype=np.result_type(x, np.float32))  # integers would wrap when negated
+    res = lpc_inverse_filtered(np.asarray(x, dtype=np.float64))
+    return (-x, -res) if _skewness(res) < 0 else (x, res)
 
 
 def upright(x: np.ndarray) -> np.ndarray:
     """``x`` or ``-x`` (as floats), whichever has the positively skewed LPC residual. Exactly the same samples for
     x and -x unless the skewness is exactly 0 (digital silence, a pure tone) or not finite (NaN input); those
     are returned as they came."""
-    x = np.asarray(x, dtype=np.result_type(x, np.float32))  # integers would wrap when negated
-    return -x if residual_skewness(x) < 0 else x
+    return upright_with_residual(x)[0]
