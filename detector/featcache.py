@@ -57,8 +57,8 @@ def corpus_features(corpus_dir: Path, rows: list[dict], workers: int | None = No
     ``augment="rawboost"``: the features of one RawBoost-perturbed copy of each chunk (``detector.rawboost``,
     seeded by the chunk's path), cached separately, for training on clean + perturbed copies; ``"channel"``:
     the same with one random minimum-phase channel (``detector.channel_augment``); ``"invert"``: each chunk's
-    waveform negated (x -> -x); since feature schema 3 these are the features as recorded again (a check of that,
-and what the schema-2 polarity experiments in docs/experiments/ read).
+    waveform negated (x -> -x); since feature schema 3 these are the features as recorded again (a check of
+    that, and what the schema-2 polarity experiments in docs/experiments/ read).
     """
     from detector.corpus.manifest import load_manifest
 

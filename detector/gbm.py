@@ -32,6 +32,15 @@ def blended_scores(booster: object, x: np.ndarray, mlp: MLP | None = None, blend
     return blend.probability(gbm_logits, mlp.logit(x))
 
 
+def check_features(cal: dict, model_path: Path) -> None:
+    """Raise ModelError unless calibration ``cal`` was written for the features this code computes."""
+    if cal.get("feature_schema") != FEATURE_SCHEMA_VERSION:
+        raise ModelError(f"{model_path}: trained on feature schema {cal.get('feature_schema')}, this code "
+                         f"computes schema {FEATURE_SCHEMA_VERSION}; retrain with `callguard train gbm`")
+    if tuple(cal.get("feature_names", ())) != feature_names():
+        raise ModelError(f"{model_path}: feature names differ from this code's; retrain the model")
+
+
 @dataclass
 class GBMDetector:
     booster: object
@@ -51,11 +60,7 @@ class GBMDetector:
             raise ModelError(f"no GBM model in {models_dir} (expected {MODEL_FILE} and {CALIBRATION_FILE}); "
                              "train one with `callguard train gbm`")
         cal = json.loads(cal_path.read_text())
-        if cal.get("feature_schema") != FEATURE_SCHEMA_VERSION:
-            raise ModelError(f"{model_path}: trained on feature schema {cal.get('feature_schema')}, this code "
-                             f"computes schema {FEATURE_SCHEMA_VERSION}; retrain with `callguard train gbm`")
-        if tuple(cal.get("feature_names", ())) != feature_names():
-            raise ModelError(f"{model_path}: feature names differ from this code's; retrain the model")
+        check_features(cal, model_path)
         booster = lgb.Booster(model_file=str(model_path))
         mlp, blend = None, None
         if cal.get("blend"):

@@ -25,8 +25,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from detector.features import FEATURE_SCHEMA_VERSION
-from detector.gbm import CALIBRATION_FILE, MLP_FILE, MODEL_FILE
+from detector.gbm import CALIBRATION_FILE, MLP_FILE, MODEL_FILE, check_features
+from detector.scoring import ModelError
 
 MODEL_FILES = (MODEL_FILE, CALIBRATION_FILE, "gbm.md", MLP_FILE)
 VERSIONS = "versions"
@@ -170,12 +170,11 @@ def _install(models_dir: str | Path, name: str) -> ModelVersion:
     # a version archived before a feature-schema change cannot be served by this code: refuse it here, while the
     # installed model still works, rather than install a model the service would refuse to load
     try:
-        schema = json.loads((src / CALIBRATION_FILE).read_text()).get("feature_schema")
+        check_features(json.loads((src / CALIBRATION_FILE).read_text()), src / MODEL_FILE)
     except (OSError, ValueError) as exc:
         raise VersionError(f"version {name!r}: unreadable {CALIBRATION_FILE} ({exc})") from exc
-    if schema != FEATURE_SCHEMA_VERSION:
-        raise VersionError(f"version {name!r} was trained on feature schema {schema}; this code computes schema "
-                           f"{FEATURE_SCHEMA_VERSION}, so it cannot be installed (retrain with `callguard train gbm`)")
+    except ModelError as exc:
+        raise VersionError(f"version {name!r} cannot be installed: {exc}") from exc
     top = Path(models_dir)
     # the MLP (which only a calibration naming it is read with), then calibration, model last: a cold start
     # that races the copy fails the schema check loudly at worst
