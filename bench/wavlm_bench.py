@@ -29,7 +29,7 @@ def bench_wavlm(n_chunks: int = 50, models_dir: str | Path | None = None, thread
     measured when torch is installed (the cost does not depend on the weights); ``model`` says which.
     """
     from detector.scoring import DEFAULT_MODELS_DIR
-    from detector.wavlm_onnx import MODEL_FILE, WavLMDetector
+    from detector.wavlm_onnx import CALIBRATION_FILE, MODEL_FILE, WavLMDetector
 
     models_dir = Path(models_dir or DEFAULT_MODELS_DIR)
     out: dict = {"chunks": n_chunks, "threads": threads}
@@ -47,7 +47,11 @@ def bench_wavlm(n_chunks: int = 50, models_dir: str | Path | None = None, thread
         export_onnx(build_model(), path)
         out["model"] = "untrained compact architecture (no trained model in models/)"
     try:
-        det = WavLMDetector.from_file(path, threads=threads)
+        if tmp is None and (models_dir / CALIBRATION_FILE).is_file():  # as served, input turned upright included
+            det = WavLMDetector.load(models_dir, threads=threads)
+        else:
+            det = WavLMDetector.from_file(path, threads=threads)
+        out["input_upright"] = det.upright
         out["onnx_mb"] = round(path.stat().st_size / 1e6, 2)
         chunks = _chunks(n_chunks)
         det.logits(chunks[:3])  # warm-up: session allocations

@@ -6,6 +6,9 @@ from a local Hugging Face checkpoint, then exported to ONNX and calibrated on de
 - Augmentation on the fly, with the same probabilities for both classes so none of it can become a cue:
   random gain, additive noise at a random SNR, a small time shift, lost/repeated 20 ms frames (what the
   media tap does under load) and a G.711 µ-law/A-law re-encode.
+- Polarity: with ``upright`` (the default) every chunk the network sees, after augmentation, is turned upright
+  (``detector.polarity.upright``), and the exported model's calibration says so, so that the served detector
+  does the same; the score then cannot depend on the line's polarity (the shipped GBM's features do the same).
 - Model selection and early stopping on dev EER only; the eval split is never read here.
 - Checkpoints (model, optimiser, scheduler, step, epoch, RNG states of python/numpy/torch and the
   sampler) are written atomically every ``checkpoint_every`` steps and after each dev evaluation; rerunning
@@ -30,6 +33,7 @@ import numpy as np
 
 from detector.audio import g711_decode, g711_encode, to_float, to_int16
 from detector.metrics import eer, rates_at
+from detector.polarity import upright
 from detector.rawboost import rawboost
 from detector.train_gbm import balanced_weights, calibrate
 
@@ -54,6 +58,7 @@ class TrainSettings:
     balance_alpha: float = 0.5  # group mass ∝ chunks**alpha inside a class; 0 = balanced_weights exactly
     augment: bool = True
     rawboost_p: float = 0.0  # share of chunks that get a RawBoost perturbation first (detector/rawboost.py)
+    upright: bool = True  # train (and serve) on chunks turned upright: scores blind to the line's polarity
     config_overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -96,6 +101,11 @@ def augment(batch: np.ndarray, rng: np.random.Generator, rawboost_p: float = 0.0
             x = to_float(g711_decode(g711_encode(to_int16(x), law), law))
         out[i] = np.clip(x, -1.0, 1.0)
     return out
+
+
+def upright_batch(batch: np.ndarray) -> np.ndarray:
+    """Each chunk of ``[B, N]`` float32 audio turned upright, as the served detector turns its input."""
+    return np.stack([upright(x) for x in batch]).astype(np.float32, copy=False) if len(batch) else batch
 
 
 # ---------------------------------------------------------------- helpers
@@ -202,6 +212,8 @@ def train_wavlm(corpus_dir: Path, out_dir: Path, run_dir: Path, settings: TrainS
     probs = weights / weights.sum()
     sel_rows = dev_subset(dev, settings.dev_max, settings.seed)
     x_sel, y_sel = load_chunks(corpus_dir, sel_rows), _labels(sel_rows)
+    if settings.upright:
+        x_sel = upright_batch(x_sel)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, best_path = run_dir / CKPT_FILE, run_dir / BEST_FILE
@@ -268,6 +280,8 @@ def train_wavlm(corpus_dir: Path, out_dir: Path, run_dir: Path, settings: TrainS
         x = load_chunks(corpus_dir, batch_rows)
         if settings.augment:
             x = augment(x, sampler, settings.rawboost_p)
+        if settings.upright:
+            x = upright_batch(x)
         y = torch.from_numpy(y_train[idx].astype(np.float32))
         loss = loss_fn(model(torch.from_numpy(x)), y)
         opt.zero_grad(set_to_none=True)
@@ -318,18 +332,20 @@ def export_and_calibrate(model: Any, meta: dict, corpus_dir: Path, out_dir: Path
 
     from detector.corpus.manifest import load_chunks, manifest_sha256
     from detector.wavlm_model import export_onnx, sigmoid, torch_logits
-    from detector.wavlm_onnx import CALIBRATION_FILE, MODEL_FILE, WavLMDetector
+    from detector.wavlm_onnx import CALIBRATION_FILE, MODEL_FILE, UPRIGHT, WavLMDetector
 
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / MODEL_FILE
     export_onnx(model, onnx_path)
-    det = WavLMDetector.from_file(onnx_path, threads=settings.threads)
+    det = WavLMDetector.from_file(onnx_path, threads=settings.threads, upright=settings.upright)
     y_dev = _labels(dev)
     logits = []
     for i in range(0, len(dev), 256):
         logits.append(det.logits(list(load_chunks(corpus_dir, dev[i: i + 256]))))
     dev_logits = np.concatenate(logits)
     probe = load_chunks(corpus_dir, dev[: min(len(dev), 32)])
+    if settings.upright:
+        probe = upright_batch(probe)
     parity = float(np.max(np.abs(torch_logits(model, probe) - dev_logits[: len(probe)])))
     dev_scores = sigmoid(dev_logits)
     th = calibrate(y_dev, dev_scores)
@@ -338,7 +354,8 @@ def export_and_calibrate(model: Any, meta: dict, corpus_dir: Path, out_dir: Path
     cal = {
         "version": version,
         "model": {**{k: v for k, v in meta.items() if k != "config"}, "config": meta["config"],
-                  "onnx_bytes": onnx_path.stat().st_size, "input_rate": 8000, "output": "logit"},
+                  "onnx_bytes": onnx_path.stat().st_size, "input_rate": 8000, "output": "logit",
+                  "input_polarity": UPRIGHT if settings.upright else "as_recorded"},
         "thresholds": {k: th[k] for k in ("eer", "far_1pct", "far_0_1pct")},
         "dev": {"eer": th["dev_eer"], "accuracy_at_eer_threshold": at["accuracy"],
                 "n_bonafide": int((y_dev == 0).sum()), "n_spoof": int((y_dev == 1).sum()),

@@ -3,6 +3,10 @@
 The graph (``detector.wavlm_model.SpoofWavLM``) takes ``[batch, samples]`` float32 at 8 kHz and returns one
 logit per chunk; it normalises every chunk to zero mean and unit RMS itself, so scores do not depend on the
 call's level. Probabilities are ``sigmoid(logit)``; thresholds come from ``wavlm.calibration.json``.
+
+A model trained on chunks turned upright (``detector.polarity.upright``; the calibration's
+``model.input_polarity`` is ``"upright"``) gets its input turned upright here too, so its score cannot depend on
+which way up the line delivers the waveform. Models without that key see the samples as they come.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from detector import polarity
 from detector.scoring import ModelError, Thresholds
 
 MODEL_FILE = "wavlm.onnx"
 CALIBRATION_FILE = "wavlm.calibration.json"
+UPRIGHT = "upright"  # the calibration's model.input_polarity for models trained on upright chunks
 
 
 def _session(path: Path, threads: int) -> object:
@@ -42,6 +48,7 @@ class WavLMDetector:
     name: str = "wavlm"
     calibration: dict = field(default_factory=dict)
     batch_size: int = 16
+    upright: bool = False  # turn each chunk upright before the graph (the model was trained that way)
 
     @classmethod
     def load(cls, models_dir: Path | str, threads: int = 1) -> WavLMDetector:
@@ -55,14 +62,18 @@ class WavLMDetector:
             cal = json.loads(cal_path.read_text())
         except (OSError, ValueError) as exc:
             raise ModelError(f"{cal_path}: unreadable calibration ({exc})") from exc
+        polarity = (cal.get("model") or {}).get("input_polarity", "as_recorded")
+        if polarity not in (UPRIGHT, "as_recorded"):
+            raise ModelError(f"{cal_path}: unknown model.input_polarity {polarity!r} (this code knows 'upright' "
+                             "and 'as_recorded')")
         return cls(session=_session(model_path, threads), thresholds=Thresholds.from_calibration(cal_path),
-                   version=str(cal.get("version", "unknown")), calibration=cal)
+                   version=str(cal.get("version", "unknown")), calibration=cal, upright=polarity == UPRIGHT)
 
     @classmethod
-    def from_file(cls, onnx_path: Path | str, threads: int = 1) -> WavLMDetector:
+    def from_file(cls, onnx_path: Path | str, threads: int = 1, upright: bool = False) -> WavLMDetector:
         """An uncalibrated detector for one ONNX file (training and benchmarks); thresholds are placeholders."""
         return cls(session=_session(Path(onnx_path), threads), thresholds=Thresholds(0.5, 0.5, 0.5),
-                   version="uncalibrated")
+                   version="uncalibrated", upright=upright)
 
     def logits(self, chunks: list[np.ndarray] | np.ndarray) -> np.ndarray:
         """One logit per chunk; chunks of equal length are batched together (``batch_size`` at a time)."""
@@ -88,9 +99,9 @@ class WavLMDetector:
         """Probability (0..1) that each 2-s 8 kHz chunk is synthetic or replayed."""
         return 1.0 / (1.0 + np.exp(-self.logits(chunks)))
 
-    @staticmethod
-    def _as_float(chunk: np.ndarray) -> np.ndarray:
+    def _as_float(self, chunk: np.ndarray) -> np.ndarray:
         a = np.asarray(chunk)
-        if a.dtype == np.int16:
-            return a.astype(np.float32) / 32768.0
-        return np.ascontiguousarray(a, dtype=np.float32).reshape(-1)
+        a = a.astype(np.float32) / 32768.0 if a.dtype == np.int16 else np.asarray(a, dtype=np.float32).reshape(-1)
+        if self.upright:
+            a = polarity.upright(a)
+        return np.ascontiguousarray(a, dtype=np.float32)

@@ -47,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--no-augment", action="store_true", help="train without the channel augmentation")
     w.add_argument("--rawboost", type=float, default=0.0, metavar="P",
                    help="share of training chunks that first get a RawBoost perturbation (0 = off)")
+    w.add_argument("--as-recorded", action="store_true",
+                   help="feed chunks as recorded instead of turned upright (scores then depend on the line's polarity)")
     w.add_argument("--balance-alpha", type=float, default=0.5,
                    help="speaker/generator sampling mass ∝ chunks**alpha (0 = every speaker/generator equal)")
     w.set_defaults(func=_train_wavlm)
@@ -80,7 +82,8 @@ def _train_wavlm(args: argparse.Namespace) -> int:
     settings = TrainSettings(steps=args.steps, batch_size=args.batch_size, lr=lr, eval_every=args.eval_every,
                              patience=args.patience, checkpoint_every=args.checkpoint_every, seed=args.seed,
                              threads=args.threads, augment=not args.no_augment,
-                             balance_alpha=args.balance_alpha, rawboost_p=args.rawboost)
+                             balance_alpha=args.balance_alpha, rawboost_p=args.rawboost,
+                             upright=not args.as_recorded)
     train_wavlm(args.corpus, args.out, args.run_dir, settings, init=args.init)
     return 0
 

@@ -114,12 +114,51 @@ def test_training_exports_a_calibrated_onnx_model(tiny_corpus, tmp_path):
     import torch  # the kernels that trained it are on record (the same process trained it)
 
     assert saved["training"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert saved["model"]["input_polarity"] == "upright"
     det = WavLMDetector.load(tmp_path / "models")
+    assert det.upright  # it serves the way it was trained
     from detector.corpus.manifest import load_chunks, load_manifest
 
     rows = [r for r in load_manifest(tiny_corpus) if r["split"] == "dev"][:5]
-    p = det.score(list(load_chunks(tiny_corpus, rows)))
+    x = load_chunks(tiny_corpus, rows)
+    p = det.score(list(x))
     assert p.shape == (5,) and np.all((p > 0) & (p < 1))
+    assert np.array_equal(det.score(list(-x)), p)  # blind to the line's polarity
+
+
+def test_training_batches_are_turned_upright_after_augmentation(tiny_corpus, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    import torch
+
+    from detector import train_wavlm as tw
+    from detector.polarity import residual_skewness
+    from detector.wavlm_model import build_model as real_build
+
+    seen: list[np.ndarray] = []
+
+    def spying_build(*a, **k):
+        model = real_build(*a, **k)
+        real_forward = model.forward
+
+        def forward(audio: torch.Tensor) -> torch.Tensor:
+            if model.training:
+                seen.append(audio.detach().numpy().copy())
+            return real_forward(audio)
+
+        model.forward = forward
+        return model
+
+    monkeypatch.setattr("detector.wavlm_model.build_model", spying_build)
+    for upright in (False, True):
+        seen.clear()
+        tw.train_wavlm(tiny_corpus, tmp_path / "m", tmp_path / f"run{upright}",
+                       _settings(steps=3, eval_every=3, upright=upright), export=False)
+        assert len(seen) == 3
+        skews = np.array([residual_skewness(c) for batch in seen for c in batch])
+        if upright:  # every chunk the network learnt from had the upright orientation
+            assert np.all(skews >= 0), skews
+        else:  # as recorded (and augmented), some come the other way up
+            assert np.any(skews < 0), skews
 
 
 def test_fine_tuning_starts_from_a_local_checkpoint_and_keeps_its_front_end(tiny_corpus, tmp_path):

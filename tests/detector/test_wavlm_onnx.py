@@ -94,6 +94,30 @@ def test_scores_do_not_depend_on_level(exported):
     assert np.abs(det.score(int16) - p).max() < 1e-3
 
 
+def test_a_model_trained_upright_scores_a_voice_and_its_inverse_the_same(exported, tmp_path):
+    from detector.wavlm_onnx import WavLMDetector
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "wavlm.onnx").write_bytes((exported[1] / "wavlm.onnx").read_bytes())
+    cal = {"version": "wavlm-up", "model": {"input_polarity": "upright"},
+           "thresholds": {"eer": 0.5, "far_1pct": 0.6, "far_0_1pct": 0.7}}
+    (models / "wavlm.calibration.json").write_text(json.dumps(cal))
+    x = _speechlike(3, 16000, 4)
+    x[:, ::7] += 0.3  # a skewed excitation, so that the two orientations differ for the graph
+    up = WavLMDetector.load(models)
+    assert up.upright
+    assert np.array_equal(up.logits(list(-x)), up.logits(list(x)))
+    as_recorded = WavLMDetector.load(exported[1])  # no input_polarity: samples as they come
+    assert not as_recorded.upright
+    assert np.abs(as_recorded.logits(list(-x)) - as_recorded.logits(list(x))).max() > 1e-4
+
+    cal["model"]["input_polarity"] = "sideways"
+    (models / "wavlm.calibration.json").write_text(json.dumps(cal))
+    with pytest.raises(ModelError, match="input_polarity"):
+        WavLMDetector.load(models)
+
+
 def test_mixed_lengths_are_batched_and_returned_in_order(exported):
     from detector.wavlm_onnx import WavLMDetector
 
