@@ -10,8 +10,8 @@ thresholds were not calibrated for it, so its threshold shares are indicative on
 
 Used on 2026-12-07 (eighth session) on the shipped model of the time (feature schema 2); nothing was tuned on
 what it prints. From schema 3 on the GBM's features take one canonical polarity, so for `--detector gbm` both
-columns must come out the same: the script is then a check of that on a whole split. The WavLM detector (and so
-the fused one) still reads polarity.
+columns must come out the same: the script is then a check of that on a whole split. Since
+`wavlm-20261207-173210` (tenth session) the WavLM detector, and so the fused one, take their input upright too.
 """
 
 from __future__ import annotations
