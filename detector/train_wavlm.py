@@ -332,7 +332,7 @@ def export_and_calibrate(model: Any, meta: dict, corpus_dir: Path, out_dir: Path
 
     from detector.corpus.manifest import load_chunks, manifest_sha256
     from detector.wavlm_model import export_onnx, sigmoid, torch_logits
-    from detector.wavlm_onnx import CALIBRATION_FILE, MODEL_FILE, UPRIGHT, WavLMDetector
+    from detector.wavlm_onnx import AS_RECORDED, CALIBRATION_FILE, MODEL_FILE, UPRIGHT, WavLMDetector
 
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / MODEL_FILE
@@ -355,7 +355,7 @@ def export_and_calibrate(model: Any, meta: dict, corpus_dir: Path, out_dir: Path
         "version": version,
         "model": {**{k: v for k, v in meta.items() if k != "config"}, "config": meta["config"],
                   "onnx_bytes": onnx_path.stat().st_size, "input_rate": 8000, "output": "logit",
-                  "input_polarity": UPRIGHT if settings.upright else "as_recorded"},
+                  "input_polarity": UPRIGHT if settings.upright else AS_RECORDED},
         "thresholds": {k: th[k] for k in ("eer", "far_1pct", "far_0_1pct")},
         "dev": {"eer": th["dev_eer"], "accuracy_at_eer_threshold": at["accuracy"],
                 "n_bonafide": int((y_dev == 0).sum()), "n_spoof": int((y_dev == 1).sum()),

@@ -23,6 +23,7 @@ from detector.scoring import ModelError, Thresholds
 MODEL_FILE = "wavlm.onnx"
 CALIBRATION_FILE = "wavlm.calibration.json"
 UPRIGHT = "upright"  # the calibration's model.input_polarity for models trained on upright chunks
+AS_RECORDED = "as_recorded"  # ... and for models that see the samples as they come (the default)
 
 
 def _session(path: Path, threads: int) -> object:
@@ -62,12 +63,13 @@ class WavLMDetector:
             cal = json.loads(cal_path.read_text())
         except (OSError, ValueError) as exc:
             raise ModelError(f"{cal_path}: unreadable calibration ({exc})") from exc
-        polarity = (cal.get("model") or {}).get("input_polarity", "as_recorded")
-        if polarity not in (UPRIGHT, "as_recorded"):
-            raise ModelError(f"{cal_path}: unknown model.input_polarity {polarity!r} (this code knows 'upright' "
-                             "and 'as_recorded')")
+        input_polarity = (cal.get("model") or {}).get("input_polarity", AS_RECORDED)
+        if input_polarity not in (UPRIGHT, AS_RECORDED):
+            raise ModelError(f"{cal_path}: unknown model.input_polarity {input_polarity!r} (this code knows "
+                             f"{UPRIGHT!r} and {AS_RECORDED!r})")
         return cls(session=_session(model_path, threads), thresholds=Thresholds.from_calibration(cal_path),
-                   version=str(cal.get("version", "unknown")), calibration=cal, upright=polarity == UPRIGHT)
+                   version=str(cal.get("version", "unknown")), calibration=cal,
+                   upright=input_polarity == UPRIGHT)
 
     @classmethod
     def from_file(cls, onnx_path: Path | str, threads: int = 1, upright: bool = False) -> WavLMDetector:
