@@ -20,6 +20,7 @@ from detector.corpus.manifest import load_manifest
 from detector.featcache import corpus_features
 from detector.oof import oof_logits
 from detector.train_gbm import DEFAULT_PARAMS, HANGUP_WINDOW, balanced_weights, calibrate, evidence_scores, fit_model
+from detector.wavlm_model import sigmoid  # imports torch lazily: plain numpy here
 
 
 def hangup_figures(rows: list[dict], y: np.ndarray, p: np.ndarray, t: float) -> str:
@@ -31,6 +32,12 @@ def hangup_figures(rows: list[dict], y: np.ndarray, p: np.ndarray, t: float) -> 
     return (f"per chunk {100 * per_chunk:.2f} %, worst speaker {100 * worst:.2f} %, live policy "
             f"{100 * float((ev[ev_y == 0] >= t).mean()):.2f} % false alarms / "
             f"{100 * float((ev[ev_y == 1] < t).mean()):.1f} % misses")
+
+
+def oof_thresholds(pool: list[dict], y: np.ndarray, oof_logit: np.ndarray) -> dict[str, float]:
+    """``calibrate`` on the rows a fold model scored, as ``train gbm --pooled`` does."""
+    ok = ~np.isnan(oof_logit)
+    return calibrate(y[ok], sigmoid(oof_logit[ok]), [r for r, k in zip(pool, ok, strict=True) if k])
 
 
 def main(corpus: Path, seeds: list[int]) -> None:
@@ -47,15 +54,13 @@ def main(corpus: Path, seeds: list[int]) -> None:
         full = fit_model(x, y, balanced_weights(pool), params, 400).logits(xt)[:, 0]
         oof_sum += oof
         eval_sum += full
-        ok = ~np.isnan(oof)
-        t = calibrate(y[ok], 1 / (1 + np.exp(-oof[ok])), [r for r, k in zip(pool, ok, strict=True) if k])
+        t = oof_thresholds(pool, y, oof)
         print(f"seed {seed}: hang-up {t['far_0_1pct']:.4f}; eval "
-              f"{hangup_figures(test, yt, 1 / (1 + np.exp(-full)), t['far_0_1pct'])}", flush=True)
+              f"{hangup_figures(test, yt, sigmoid(full), t['far_0_1pct'])}", flush=True)
     n = len(seeds)
-    ok = ~np.isnan(oof_sum)
-    t = calibrate(y[ok], 1 / (1 + np.exp(-oof_sum[ok] / n)), [r for r, k in zip(pool, ok, strict=True) if k])
+    t = oof_thresholds(pool, y, oof_sum / n)
     print(f"mean of {n} seeds: OOF EER {100 * t['dev_eer']:.2f} %, hang-up {t['far_0_1pct']:.4f}; eval "
-          f"{hangup_figures(test, yt, 1 / (1 + np.exp(-eval_sum / n)), t['far_0_1pct'])}")
+          f"{hangup_figures(test, yt, sigmoid(eval_sum / n), t['far_0_1pct'])}")
 
 
 if __name__ == "__main__":
