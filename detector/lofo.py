@@ -20,6 +20,8 @@ from detector.featcache import corpus_features
 from detector.metrics import eer, recording_means
 from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, calibrate, evidence_scores, fit_model, speaker_group
 
+ENSEMBLE_FIRST_SEED = 7  # `train gbm --seed`'s default: an ensemble's fold models have the shipped members' seeds
+
 
 def feature_mask_without(groups: list[str]) -> np.ndarray:
     """Column mask of the feature matrix without the named feature groups (for ablations).
@@ -88,7 +90,7 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
              extra_features: Callable[[Path, list[dict]], np.ndarray] | None = None,
              cross_folds: bool = False, mlp_seed: int | None = None,
              exclude_groups: tuple[str, ...] = (), train_only_groups: tuple[str, ...] = (),
-             balance_alpha: float = 0.0, per_speaker_far: bool = False) -> dict:
+             balance_alpha: float = 0.0, per_speaker_far: bool = False, n_seeds: int = 1) -> dict:
     """Run the protocol. ``splits=("train", "dev")`` keeps the eval split out, for model-selection
     experiments; the shipped report uses all splits. ``feature_mask`` selects feature columns.
     ``augment`` ("rawboost"): each fold's model also trains on a perturbed copy of its training chunks
@@ -110,7 +112,8 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
     speech adds to training (a new bona fide source, say). ``balance_alpha``: each fold's row weights
     (``train_gbm.balanced_weights``). ``per_speaker_far``: each fold's warn / hang-up thresholds hold the
     false-alarm rate averaged over its calibration speakers (``train_gbm.calibrate(per_speaker=True)``)
-    instead of pooled over their chunks."""
+    instead of pooled over their chunks. ``n_seeds`` > 1: each fold's booster is the mean of that many
+    boosters with seeds ``ENSEMBLE_FIRST_SEED``, +1, ... (``train gbm --seeds``, as shipped)."""
     from detector.corpus.manifest import load_manifest
 
     rows = [r for r in load_manifest(corpus_dir) if r["split"] in splits]
@@ -138,7 +141,7 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
     excluded = np.isin(family, list(exclude_families)) | np.isin(speaker, list(exclude_groups))
     folds = speaker_folds([r for r, s in zip(rows, speaker, strict=True) if s not in not_held], n_speaker_folds)
     ties = tied_groups(set(speaker))
-    p = dict(DEFAULT_PARAMS, **(params or {}))
+    p = dict(DEFAULT_PARAMS, **({"seed": ENSEMBLE_FIRST_SEED} if n_seeds > 1 else {}), **(params or {}))
     p.pop("metric", None)
     results, speaker_far = [], defaultdict(list)
     for n, fam in enumerate(families):
@@ -161,7 +164,7 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
             x_fit, y_fit, w_fit = x[fit], y[fit], balanced_weights(sub, balance_alpha)
             if x_aug is not None:
                 x_fit, y_fit, w_fit = np.concatenate([x_fit, x_aug[fit]]), np.tile(y_fit, 2), np.tile(w_fit, 2)
-            model = fit_model(x_fit, y_fit, w_fit, p, rounds, mlp_seed=mlp_seed)
+            model = fit_model(x_fit, y_fit, w_fit, p, rounds, mlp_seed=mlp_seed, n_seeds=n_seeds)
             two_class_cal = cal.any() and len(set(y[cal])) == 2
             cal_rows = cal if two_class_cal else fit
             model.fit_blend(x[cal_rows & (y == 0)])
@@ -208,7 +211,7 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
                                    "chunks": int(vals[0][2])} for s, vals in speaker_far.items()},
                "excluded_families": sorted(exclude_families), "cross_folds": cross_folds,
                "excluded_groups": sorted(exclude_groups), "train_only_groups": sorted(train_only_groups),
-               "model": "gbm+mlp" if mlp_seed is not None else "gbm",
+               "model": "gbm+mlp" if mlp_seed is not None else "gbm", "n_seeds": n_seeds,
                "mean_miss_hangup": float(np.mean([r["miss_hangup"] for r in results])),
                "thresholds_far_over": "speakers" if per_speaker_far else "chunks",
                "n_speaker_folds": len(folds)}
@@ -230,7 +233,10 @@ def write_report(summary: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = ["# Generalisation protocol: leave one generator family out × leave speakers out", "",
              "Each row: a " + ("GBM blended with an MLP (`train gbm --mlp`)" if summary.get("model") == "gbm+mlp"
-                               else "GBM") + " trained without that generator family and without "
+                               else "GBM")
+             + (f" (the mean of {summary['n_seeds']} boosters with consecutive seeds, `train gbm --seeds "
+                f"{summary['n_seeds']}`)" if summary.get("n_seeds", 1) > 1 else "")
+             + " trained without that generator family and without "
              + ("one fold of bona fide speakers at a time" if summary.get("cross_folds") else
                 "the listed bona fide speakers") + ", tested on exactly those. Features and hyper-parameters as "
              "shipped.", "",

@@ -39,9 +39,10 @@ def train_mask(rows: list[dict], folds: np.ndarray, k: int) -> np.ndarray:
 
 
 def oof_logits(x: np.ndarray, y: np.ndarray, rows: list[dict], params: dict, rounds: int,
-               n_folds: int = 5, mlp_seed: int | None = None) -> np.ndarray:
+               n_folds: int = 5, mlp_seed: int | None = None, n_seeds: int = 1) -> np.ndarray:
     """Each row's log-odds from the model of the fold that held it out: column 0 the booster's, column 1 the
-    MLP's (given ``mlp_seed``; NaN otherwise). Rows no fold could score are NaN."""
+    MLP's (given ``mlp_seed``; NaN otherwise). Rows no fold could score are NaN. ``n_seeds``: each fold's
+    booster is the mean of that many seeds (``fit_model``), as the model they calibrate."""
     folds = fold_ids(rows, n_folds)
     out = np.full((len(rows), 2), np.nan)
     for k in range(n_folds):
@@ -50,7 +51,8 @@ def oof_logits(x: np.ndarray, y: np.ndarray, rows: list[dict], params: dict, rou
         if not test.any() or len(set(y[fit])) < 2:
             continue
         sub = [rows[i] for i in np.flatnonzero(fit)]
-        model = fit_model(x[fit], y[fit], balanced_weights(sub), params, rounds, mlp_seed=mlp_seed)
+        model = fit_model(x[fit], y[fit], balanced_weights(sub), params, rounds, mlp_seed=mlp_seed,
+                          n_seeds=n_seeds)
         out[test] = model.logits(x[test])
         print(f"\rtrain gbm: out-of-fold scores {k + 1}/{n_folds}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)

@@ -84,15 +84,27 @@ class FittedModel:
         return blended_scores(self.booster, x, self.mlp, self.blend)
 
 
+def member_seeds(params: dict, n_seeds: int) -> list[int]:
+    """The boosting seeds of an ensemble of ``n_seeds`` members: ``params["seed"]`` and the ones after it."""
+    if n_seeds < 1:
+        raise ValueError(f"an ensemble needs at least one member, not {n_seeds}")
+    first = int(params.get("seed", 0))
+    return list(range(first, first + n_seeds))
+
+
 def fit_model(x: np.ndarray, y: np.ndarray, weights: np.ndarray, params: dict, rounds: int,
-              mlp_seed: int | None = None) -> FittedModel:
+              mlp_seed: int | None = None, n_seeds: int = 1) -> FittedModel:
     """A booster of ``rounds`` rounds and, given ``mlp_seed``, an MLP on the same rows (its blend weights
-    still to be fitted on held-out bona fide rows with ``FittedModel.fit_blend``)."""
+    still to be fitted on held-out bona fide rows with ``FittedModel.fit_blend``). ``n_seeds`` > 1: the
+    booster is the mean of that many boosters with consecutive seeds (``detector.booster_mean``)."""
     import lightgbm as lgb
 
+    from detector.booster_mean import mean_booster
+
     p = {k: v for k, v in params.items() if k != "metric"}
-    booster = lgb.train(p, lgb.Dataset(x, y, weight=weights), num_boost_round=rounds)
-    return FittedModel(booster, fit_mlp(x, y, seed=mlp_seed) if mlp_seed is not None else None)
+    member_params = [p] if n_seeds == 1 else [dict(p, seed=s) for s in member_seeds(p, n_seeds)]
+    boosters = [lgb.train(mp, lgb.Dataset(x, y, weight=weights), num_boost_round=rounds) for mp in member_params]
+    return FittedModel(mean_booster(boosters), fit_mlp(x, y, seed=mlp_seed) if mlp_seed is not None else None)
 
 
 def held_out_blend(logits: np.ndarray, labels: np.ndarray) -> tuple[Blend | None, np.ndarray]:
@@ -211,6 +223,7 @@ def model_card(cal: dict, train: list[dict], dev: list[dict]) -> str:
            f"fide speech (trees {blend['gbm_logit_sd']:.3f}, MLP {blend['mlp_logit_sd']:.3f}), averaged. The MLP "
            "draws a smooth boundary where trees extrapolate flat, and the two err on different unseen families "
            "(docs/generalisation.md). Explanations (`scan --explain`) cover the trees' half."] if blend else []),
+        *_ensemble_lines(cal),
         "", "## Training data", "",
         f"- train: {cal['train']['n_bonafide']} bona fide chunks, {cal['train']['n_spoof']} spoof chunks",
         f"- bona fide speakers (train): {counts([r for r in train if r['label'] == 'bonafide'], 'speaker')}",
@@ -244,6 +257,19 @@ def model_card(cal: dict, train: list[dict], dev: list[dict]) -> str:
         "- Telephone band (8 kHz) only; wideband input is resampled to 8 kHz.", ""])
 
 
+def _ensemble_lines(cal: dict) -> list[str]:
+    """The card's paragraph on a seed ensemble (``train gbm --seeds``), if the model is one."""
+    ens = cal.get("ensemble")
+    if not ens:
+        return []
+    return ["", f"The mean of {len(ens['seeds'])} boosters that differ only in their boosting seed "
+            f"({', '.join(map(str, ens['seeds']))}; row and feature bagging), stored as one model: the trees of "
+            "all members with every leaf value divided by their number (`detector/booster_mean.py`), so the score "
+            "is the members' mean log-odds and explanations are their mean contributions. Averaging narrows the "
+            "spread of scores on voices no member was trained on, where false alarms come from "
+            "(docs/generalisation.md, \"A seed ensemble\")."]
+
+
 def _capture_line(rows: list[dict]) -> list[str]:
     """The card's line on the capture stage (room, microphone, codec), for corpora built with it."""
     caps = {lab: [r.get("capture") or "none" for r in rows if r["label"] == lab] for lab in ("bonafide", "spoof")}
@@ -269,10 +295,38 @@ class _Checkpoint:
             tmp.replace(self.path)
 
 
+def _train_member(p: dict, dtrain: object, ddev: object, rounds: int, run_dir: Path, checkpoint_every: int,
+                  resume: bool, stopping: list, label: str, callbacks: list | None) -> tuple[object, int]:
+    """One booster, checkpointed every ``checkpoint_every`` rounds (resumed when ``resume`` and a checkpoint
+    exists), cut to its best round. Returns it and the round it resumed from."""
+    import lightgbm as lgb
+
+    ckpt = run_dir / "gbm.ckpt.txt"
+    init_model, done_rounds = None, 0
+    if resume and ckpt.is_file():
+        init_model = lgb.Booster(model_file=str(ckpt))
+        done_rounds = init_model.current_iteration()
+        print(f"train gbm: {label}resuming from {ckpt} at round {done_rounds}", file=sys.stderr)
+
+    def progress(env: object) -> None:
+        it = env.iteration + 1  # type: ignore[attr-defined]
+        if it % 25 == 0:
+            res = {f"{d}:{m}": round(float(v), 4) for d, m, v, _ in env.evaluation_result_list}  # type: ignore[attr-defined]
+            print(f"\rtrain gbm: {label}round {it}/{rounds} {res}", end="", file=sys.stderr, flush=True)
+
+    booster = lgb.train(p, dtrain, num_boost_round=max(rounds - done_rounds, 0), valid_sets=[ddev],
+                        valid_names=["dev"], init_model=init_model, keep_training_booster=True,
+                        callbacks=[*stopping, _Checkpoint(ckpt, checkpoint_every), progress, *(callbacks or [])])
+    print(file=sys.stderr)
+    best = booster.best_iteration or booster.current_iteration()
+    ckpt.unlink(missing_ok=True)  # the next member starts afresh
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best)), done_rounds
+
+
 def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500, seed: int = 7,
               checkpoint_every: int = 50, early_stopping: int = 100, params: dict | None = None,
               callbacks: list | None = None, pooled: bool = False, oof_folds: int = 5,
-              mlp_seed: int | None = None, far_per_speaker: bool = False) -> dict:
+              mlp_seed: int | None = None, far_per_speaker: bool = False, n_seeds: int = 1) -> dict:
     """Train, calibrate and save the GBM.
 
     Default: fit on train, early-stop and calibrate on dev. ``pooled``: fit on train and dev together for
@@ -281,6 +335,9 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
     that never heard it. ``mlp_seed``: also train the MLP (``detector.mlp``) and ship the blend of both.
     ``far_per_speaker``: the warn / hang-up thresholds hold the false-alarm rate averaged over the calibration
     speakers, each person counting the same (``calibrate(per_speaker=True)``), not pooled over chunks.
+    ``n_seeds`` > 1: ship the mean of that many boosters with consecutive boosting seeds from ``seed``
+    (``detector.booster_mean``), each member trained, checkpointed and resumed in turn; with ``pooled`` the
+    out-of-fold scores come from fold ensembles of as many members.
     """
     import lightgbm as lgb
 
@@ -299,30 +356,32 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
     ddev = lgb.Dataset(x_dev, y_dev, weight=balanced_weights(dev), reference=dtrain, feature_name=names)
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = run_dir / "gbm.ckpt.txt"
     state_path = run_dir / "gbm.state.json"
     data_key = hashlib.sha256(json.dumps([len(train), len(dev), pooled, p], sort_keys=True,
                                          default=str).encode()).hexdigest()
-    init_model, done_rounds = None, 0
-    if ckpt.is_file() and state_path.is_file() and json.loads(state_path.read_text()).get("key") == data_key:
-        init_model = lgb.Booster(model_file=str(ckpt))
-        done_rounds = init_model.current_iteration()
-        print(f"train gbm: resuming from {ckpt} at round {done_rounds}", file=sys.stderr)
+    same_run = state_path.is_file() and json.loads(state_path.read_text()).get("key") == data_key
     state_path.write_text(json.dumps({"key": data_key}))
-    remaining = max(rounds - done_rounds, 0)
-
-    def progress(env: object) -> None:
-        it = env.iteration + 1  # type: ignore[attr-defined]
-        if it % 25 == 0:
-            res = {f"{d}:{m}": round(float(v), 4) for d, m, v, _ in env.evaluation_result_list}  # type: ignore[attr-defined]
-            print(f"\rtrain gbm: round {it}/{rounds} {res}", end="", file=sys.stderr, flush=True)
-
+    seeds = member_seeds(p, n_seeds)
     stopping = [] if pooled else [lgb.early_stopping(early_stopping, first_metric_only=True, verbose=False)]
-    booster = lgb.train(p, dtrain, num_boost_round=remaining, valid_sets=[ddev], valid_names=["dev"],
-                        init_model=init_model, keep_training_booster=True,
-                        callbacks=[*stopping, _Checkpoint(ckpt, checkpoint_every), progress, *(callbacks or [])])
-    print(file=sys.stderr)
-    best = booster.best_iteration or booster.current_iteration()
+    members, member_rounds, done_rounds = [], [], 0
+    for m, member_seed in enumerate(seeds):
+        label = f"member {m + 1}/{len(seeds)} (seed {member_seed}) " if len(seeds) > 1 else ""
+        finished = run_dir / f"gbm.member-{member_seed}.txt"
+        if same_run and finished.is_file():
+            booster = lgb.Booster(model_file=str(finished))
+            print(f"train gbm: {label}already trained in {finished}", file=sys.stderr)
+        else:
+            booster, resumed = _train_member(dict(p, seed=member_seed), dtrain, ddev, rounds, run_dir,
+                                             checkpoint_every, same_run, stopping, label, callbacks)
+            done_rounds = max(done_rounds, resumed)
+            if len(seeds) > 1:
+                booster.save_model(str(finished))
+        members.append(booster)
+        member_rounds.append(booster.current_iteration())
+    from detector.booster_mean import mean_booster
+
+    booster = mean_booster(members)
+    best = member_rounds[0]
     mlp = None
     if mlp_seed is not None:
         print("train gbm: fitting the MLP", file=sys.stderr)
@@ -330,20 +389,21 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
     if pooled:
         from detector.oof import oof_logits
 
-        logits = oof_logits(x_train, y_train, train, p, best, n_folds=oof_folds, mlp_seed=mlp_seed)
+        logits = oof_logits(x_train, y_train, train, p, best, n_folds=oof_folds, mlp_seed=mlp_seed,
+                             n_seeds=len(seeds))
         scored = ~np.isnan(logits[:, 0])
         cal_y, logits = y_train[scored], logits[scored]
         cal_rows = [r for r, ok in zip(train, scored, strict=True) if ok]
     else:
         cal_y, cal_rows = y_dev, dev
-        logits = np.column_stack([booster.predict(x_dev, num_iteration=best, raw_score=True),
+        logits = np.column_stack([booster.predict(x_dev, raw_score=True),
                                   mlp.logit(x_dev) if mlp is not None else np.full(len(dev), np.nan)])
     blend, cal_scores = held_out_blend(logits, cal_y)
     thresholds = calibrate(cal_y, cal_scores, cal_rows, per_speaker=far_per_speaker)
     dev_rates = rates_at(cal_y, cal_scores, thresholds["eer"])
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    booster.save_model(str(out_dir / MODEL_FILE), num_iteration=best)
+    booster.save_model(str(out_dir / MODEL_FILE))
     if mlp is not None:
         mlp.save(out_dir / MLP_FILE)
     else:
@@ -352,6 +412,9 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
     calibration = {
         "version": version, "feature_schema": FEATURE_SCHEMA_VERSION, "feature_names": names,
         "best_iteration": best, "params": p, "resumed_from_round": done_rounds,
+        **({"ensemble": {"seeds": seeds, "rounds": member_rounds,
+                         "combined": "mean of the members' log-odds (detector.booster_mean)"}}
+           if len(seeds) > 1 else {}),
         "thresholds": {k: thresholds[k] for k in ("eer", "far_1pct", "far_0_1pct")},
         "thresholds_basis": f"eer per chunk; warn at 1 % of bona fide {thresholds['warn_window']}-chunk and hangup "
                             f"at 0.1 % of bona fide {thresholds['hangup_window']}-chunk evidence windows (the live "
@@ -382,7 +445,8 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
         (out_dir / OOF_FILE).unlink(missing_ok=True)
     card = out_dir / "gbm.md"
     card.write_text(model_card(calibration, train, dev) + hand_written_notes(card))
-    ckpt.unlink(missing_ok=True)
+    for member_seed in seeds:
+        (run_dir / f"gbm.member-{member_seed}.txt").unlink(missing_ok=True)
     state_path.unlink(missing_ok=True)
     print(f"train gbm: best round {best}, dev EER {thresholds['dev_eer']:.2%}, thresholds "
           f"eer={thresholds['eer']:.3f} warn={thresholds['far_1pct']:.3f} hangup={thresholds['far_0_1pct']:.3f}; "

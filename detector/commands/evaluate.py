@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mlp", action="store_true",
                    help="lofo: each fold's model is the GBM blended with an MLP, as `train gbm --mlp` ships it")
     p.add_argument("--mlp-seed", type=int, default=0, help="lofo --mlp: the MLP's seed")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="lofo: each fold's booster is the mean of N boosters with seeds 7, 8, ..., as "
+                        "`train gbm --seeds N` ships it (N times the training time)")
     p.add_argument("--balance-alpha", type=float, default=0.0,
                    help="lofo: inside a class, a speaker group's or generator's weight ∝ chunks ** ALPHA "
                         "(0 = every voice equal, as shipped; 1 = every chunk equal)")
@@ -74,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
                                mlp_seed=args.mlp_seed if args.mlp else None,
                                exclude_groups=tuple(args.exclude_speaker_group),
                                train_only_groups=tuple(args.train_only_speaker_group),
-                               balance_alpha=args.balance_alpha, per_speaker_far=args.per_speaker_far)
+                               balance_alpha=args.balance_alpha, per_speaker_far=args.per_speaker_far,
+                               n_seeds=args.seeds)
         except ValueError as exc:
             print(f"callguard eval: {exc}")
             return 2

@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--run-dir", type=Path, default=Path("runs/gbm"), help="checkpoints (resume on rerun)")
     g.add_argument("--rounds", type=int, default=1500)
     g.add_argument("--seed", type=int, default=7)
+    g.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="ship the mean of N boosters with boosting seeds --seed, --seed+1, ... (one model file)")
     g.add_argument("--pooled", action="store_true",
                    help="fit on train+dev for exactly --rounds rounds; thresholds from out-of-fold scores")
     g.add_argument("--oof-folds", type=int, default=5, help="folds for the out-of-fold calibration (--pooled)")
@@ -62,8 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _train_gbm(args: argparse.Namespace) -> int:
     from detector.train_gbm import train_gbm
 
-    train_gbm(args.corpus, args.out, args.run_dir, rounds=args.rounds, seed=args.seed, pooled=args.pooled,
-              oof_folds=args.oof_folds, mlp_seed=args.mlp_seed if args.mlp else None,
+    train_gbm(args.corpus, args.out, args.run_dir, rounds=args.rounds, seed=args.seed, n_seeds=args.seeds,
+              pooled=args.pooled, oof_folds=args.oof_folds, mlp_seed=args.mlp_seed if args.mlp else None,
               far_per_speaker=args.far_per_speaker)
     return 0
 

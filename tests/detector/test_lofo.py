@@ -177,3 +177,11 @@ def test_per_speaker_thresholds_change_no_score_and_say_how_they_were_set(tiny_c
     assert [f["eer"] for f in fair["families"]] == [f["eer"] for f in pooled["families"]]  # scores unchanged
     assert fair["thresholds_far_over"] == "speakers" and pooled["thresholds_far_over"] == "chunks"
     assert set(fair["speaker_far"]) == set(pooled["speaker_far"])
+
+
+def test_lofo_with_a_seed_ensemble_reports_every_family_and_says_so(tiny_corpus, tmp_path):
+    single = run_lofo(tiny_corpus, None, rounds=10, n_speaker_folds=3)
+    ensemble = run_lofo(tiny_corpus, tmp_path, rounds=10, n_speaker_folds=3, n_seeds=2)
+    assert ensemble["n_seeds"] == 2
+    assert [f["family"] for f in ensemble["families"]] == [f["family"] for f in single["families"]]
+    assert "the mean of 2 boosters" in (tmp_path / "lofo.md").read_text()

@@ -209,3 +209,52 @@ def test_per_speaker_calibration_keeps_a_small_odd_voice_under_the_warn_threshol
     assert fair["far_averaged_over"] == "speakers" and pooled["far_averaged_over"] == "chunks"
     with pytest.raises(ValueError):
         calibrate(labels, scores, None, per_speaker=True)
+
+
+def test_a_seed_ensemble_ships_one_model_scoring_the_members_mean(tiny_corpus, tmp_path):
+    import lightgbm as lgb
+
+    from detector.corpus.manifest import load_manifest
+    from detector.featcache import corpus_features
+
+    cal = train_gbm(tiny_corpus, tmp_path / "models", tmp_path / "run", rounds=30, pooled=True, oof_folds=3,
+                    seed=3, n_seeds=3)
+    assert cal["ensemble"]["seeds"] == [3, 4, 5] and cal["ensemble"]["rounds"] == [30, 30, 30]
+    assert "The mean of 3 boosters" in (tmp_path / "models" / "gbm.md").read_text()
+    assert not list((tmp_path / "run").glob("gbm.member-*"))  # members are removed once the model is saved
+    rows = [r for r in load_manifest(tiny_corpus) if r["split"] == "eval"]
+    x = corpus_features(tiny_corpus, rows)
+    single = train_gbm(tiny_corpus, tmp_path / "one", tmp_path / "run1", rounds=30, pooled=True, oof_folds=3,
+                       seed=4)
+    assert "ensemble" not in single
+    member = lgb.Booster(model_file=str(tmp_path / "one" / "gbm.txt"))  # seed 4: the ensemble's second member
+    shipped = GBMDetector.load(tmp_path / "models")
+    merged = shipped.booster.predict(x, raw_score=True)
+    assert shipped.booster.num_trees() == 3 * member.num_trees()
+    assert not np.allclose(merged, member.predict(x, raw_score=True))
+    contrib = shipped.booster.predict(x, pred_contrib=True)
+    assert np.allclose(contrib.sum(axis=1), merged)  # explanations add up to the ensemble's log-odds
+
+
+def test_an_interrupted_ensemble_keeps_its_finished_members_and_resumes_the_current_one(tiny_corpus, tmp_path,
+                                                                                         capsys):
+    calls = []
+
+    def stop_in_second_member(env):
+        calls.append(env.iteration)
+        if env.iteration + 1 == 35 and calls.count(34) == 2:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        train_gbm(tiny_corpus, tmp_path / "models", tmp_path / "run", rounds=60, checkpoint_every=10,
+                  early_stopping=1000, n_seeds=2, callbacks=[stop_in_second_member])
+    assert (tmp_path / "run" / "gbm.member-7.txt").is_file() and not (tmp_path / "run" / "gbm.member-8.txt").exists()
+    assert (tmp_path / "run" / "gbm.ckpt.txt").is_file()
+    capsys.readouterr()
+    cal = train_gbm(tiny_corpus, tmp_path / "models", tmp_path / "run", rounds=60, checkpoint_every=10,
+                    early_stopping=1000, n_seeds=2)
+    err = capsys.readouterr().err
+    assert "member 1/2 (seed 7) already trained" in err and "member 2/2 (seed 8) resuming" in err
+    assert cal["resumed_from_round"] == 30 and cal["ensemble"]["seeds"] == [7, 8]
+    assert not (tmp_path / "run" / "gbm.ckpt.txt").exists()
+    assert GBMDetector.load(tmp_path / "models").booster.num_trees() == sum(cal["ensemble"]["rounds"])
