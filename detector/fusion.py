@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit
 
 from detector.scoring import ModelError, Thresholds
 
@@ -47,7 +48,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
     reg[-1] = 0.0
     for _ in range(iters):
         z = a @ theta
-        p = 1.0 / (1.0 + np.exp(-z))
+        p = expit(z)
         grad = a.T @ (w * (p - y)) + reg * theta
         hess = (a * (w * p * (1 - p))[:, None]).T @ a + np.diag(reg) + 1e-9 * np.eye(d + 1)
         step = np.linalg.solve(hess, grad)
@@ -94,7 +95,7 @@ class FusedDetector:
 
     def combine(self, p_gbm: np.ndarray, p_wavlm: np.ndarray) -> np.ndarray:
         z = np.column_stack([to_logit(p_gbm), to_logit(p_wavlm)]) @ self.weights + self.bias
-        return 1.0 / (1.0 + np.exp(-z))
+        return expit(z)
 
     def score_parts(self, chunks: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Each input detector's probabilities and the fused one."""
@@ -176,7 +177,7 @@ def fit_fusion(corpus_dir: Path, models_dir: Path, out_dir: Path | None = None) 
         probs["gbm"] = oof
     x = np.column_stack([to_logit(probs[k]) for k in INPUTS])
     w, b = fit_logistic(x, y, balanced_weights(dev))
-    fused = 1.0 / (1.0 + np.exp(-(x @ w + b)))
+    fused = expit(x @ w + b)
     th = calibrate(y, fused, dev)  # warn / hang-up on the live policy's evidence windows, as the GBM's
     at = rates_at(y, fused, th["eer"])
     inputs_eer = {k: calibrate(y, probs[k])["dev_eer"] for k in INPUTS}

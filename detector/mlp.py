@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit
 
 HIDDEN_UNITS = 64
 CLIP = 6.0  # robust z-scores are clipped here, so one wild feature value cannot dominate the MLP
@@ -100,7 +101,7 @@ class Blend:
         return 0.5 * self.gbm_sd * (np.asarray(gbm_logits) / self.gbm_sd + np.asarray(mlp_logits) / self.mlp_sd)
 
     def probability(self, gbm_logits: np.ndarray, mlp_logits: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-np.clip(self.logit(gbm_logits, mlp_logits), -50, 50)))
+        return expit(self.logit(gbm_logits, mlp_logits))
 
     def to_json(self) -> dict[str, float]:
         return {"gbm_logit_sd": self.gbm_sd, "mlp_logit_sd": self.mlp_sd}

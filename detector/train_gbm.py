@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit
 
 from detector.featcache import corpus_features
 from detector.features import FEATURE_SCHEMA_VERSION, feature_names
@@ -112,7 +113,7 @@ def held_out_blend(logits: np.ndarray, labels: np.ndarray) -> tuple[Blend | None
     weighed on their bona fide rows, as the thresholds are, and each row's score (the booster's probability
     without an MLP)."""
     if np.isnan(logits[:, 1]).all():
-        return None, 1.0 / (1.0 + np.exp(-logits[:, 0]))
+        return None, expit(logits[:, 0])
     blend = Blend.from_bonafide(logits[labels == 0, 0], logits[labels == 0, 1])
     return blend, blend.probability(logits[:, 0], logits[:, 1])
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
 from detector.audio import g711_decode, g711_encode, to_float, to_int16
 from detector.metrics import eer, rates_at
@@ -331,7 +332,7 @@ def export_and_calibrate(model: Any, meta: dict, corpus_dir: Path, out_dir: Path
     import torch
 
     from detector.corpus.manifest import load_chunks, manifest_sha256
-    from detector.wavlm_model import export_onnx, sigmoid, torch_logits
+    from detector.wavlm_model import export_onnx, torch_logits
     from detector.wavlm_onnx import AS_RECORDED, CALIBRATION_FILE, MODEL_FILE, UPRIGHT, WavLMDetector
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -347,7 +348,7 @@ def export_and_calibrate(model: Any, meta: dict, corpus_dir: Path, out_dir: Path
     if settings.upright:
         probe = upright_batch(probe)
     parity = float(np.max(np.abs(torch_logits(model, probe) - dev_logits[: len(probe)])))
-    dev_scores = sigmoid(dev_logits)
+    dev_scores = expit(np.asarray(dev_logits, dtype=np.float64))
     th = calibrate(y_dev, dev_scores)
     at = rates_at(y_dev, dev_scores, th["eer"])
     version = dt.datetime.now(dt.UTC).strftime("wavlm-%Y%m%d-%H%M%S")

@@ -165,10 +165,6 @@ def torch_logits(model: SpoofWavLM, chunks: np.ndarray, batch: int = 64) -> np.n
     return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
-
-
 def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
     """LR multiplier: linear warm-up, then cosine decay to 5 % of the peak."""
     if step < warmup:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit
 
 from detector import polarity
 from detector.scoring import ModelError, Thresholds
@@ -99,7 +100,7 @@ class WavLMDetector:
 
     def score(self, chunks: list[np.ndarray] | np.ndarray) -> np.ndarray:
         """Probability (0..1) that each 2-s 8 kHz chunk is synthetic or replayed."""
-        return 1.0 / (1.0 + np.exp(-self.logits(chunks)))
+        return expit(self.logits(chunks))
 
     def _as_float(self, chunk: np.ndarray) -> np.ndarray:
         a = np.asarray(chunk)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+from scipy.special import expit
 
 FRAME = 160  # 20 ms at 8 kHz
 FEATURES = ["level_db", "peak_db", "active_fraction", "leading_silence_s", "quiet_rolloff_hz",
@@ -60,7 +61,7 @@ def fit_logreg(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 500,
     w = np.zeros(x.shape[1])
     b = 0.0
     for _ in range(iters):
-        p = 1 / (1 + np.exp(-(x @ w + b)))
+        p = expit(x @ w + b)
         g = p - y
         w -= lr * (x.T @ g / len(y) + l2 * w)
         b -= lr * g.mean()

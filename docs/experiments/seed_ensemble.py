@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit
 
 from detector.corpus.manifest import load_manifest
 from detector.featcache import corpus_features
 from detector.oof import oof_logits
 from detector.train_gbm import DEFAULT_PARAMS, HANGUP_WINDOW, balanced_weights, calibrate, evidence_scores, fit_model
-from detector.wavlm_model import sigmoid  # imports torch lazily: plain numpy here
 
 
 def hangup_figures(rows: list[dict], y: np.ndarray, p: np.ndarray, t: float) -> str:
@@ -37,7 +37,7 @@ def hangup_figures(rows: list[dict], y: np.ndarray, p: np.ndarray, t: float) -> 
 def oof_thresholds(pool: list[dict], y: np.ndarray, oof_logit: np.ndarray) -> dict[str, float]:
     """``calibrate`` on the rows a fold model scored, as ``train gbm --pooled`` does."""
     ok = ~np.isnan(oof_logit)
-    return calibrate(y[ok], sigmoid(oof_logit[ok]), [r for r, k in zip(pool, ok, strict=True) if k])
+    return calibrate(y[ok], expit(oof_logit[ok]), [r for r, k in zip(pool, ok, strict=True) if k])
 
 
 def main(corpus: Path, seeds: list[int]) -> None:
@@ -56,11 +56,11 @@ def main(corpus: Path, seeds: list[int]) -> None:
         eval_sum += full
         t = oof_thresholds(pool, y, oof)
         print(f"seed {seed}: hang-up {t['far_0_1pct']:.4f}; eval "
-              f"{hangup_figures(test, yt, sigmoid(full), t['far_0_1pct'])}", flush=True)
+              f"{hangup_figures(test, yt, expit(full), t['far_0_1pct'])}", flush=True)
     n = len(seeds)
     t = oof_thresholds(pool, y, oof_sum / n)
     print(f"mean of {n} seeds: OOF EER {100 * t['dev_eer']:.2f} %, hang-up {t['far_0_1pct']:.4f}; eval "
-          f"{hangup_figures(test, yt, sigmoid(eval_sum / n), t['far_0_1pct'])}")
+          f"{hangup_figures(test, yt, expit(eval_sum / n), t['far_0_1pct'])}")
 
 
 if __name__ == "__main__":
