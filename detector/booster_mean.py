@@ -19,6 +19,7 @@ import re
 
 _TREE_START = re.compile(r"(?m)^(?=Tree=\d+$)")
 _NUM_LEAVES = re.compile(r"(?m)^num_leaves=(\d+)$")
+_LINEAR = re.compile(r"(?m)^is_linear=1$")
 END_OF_TREES = "end of trees"
 
 
@@ -45,6 +46,8 @@ def mean_booster(boosters: list) -> object:
     heads, trees = [], []
     for b in boosters:
         head, member_trees = _header_and_trees(b.model_to_string())
+        if any(_LINEAR.search(t) for t in member_trees):
+            raise ValueError("linear trees cannot be averaged by scaling their leaf values")
         heads.append(re.sub(r"(?m)^tree_sizes=.*\n", "", head))
         trees.extend(member_trees)
     if any(h != heads[0] for h in heads[1:]):

@@ -43,7 +43,9 @@ from detector.features import FEATURE_SCHEMA_VERSION, feature_names
 from detector.gbm import CALIBRATION_FILE, MLP_FILE, MODEL_FILE, GBMDetector
 from detector.metrics import eer, rates_at
 from detector.mlp import fit_mlp
-from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, calibrate, evidence_windows, held_out_blend, model_card
+from detector.booster_mean import mean_booster
+from detector.train_gbm import (DEFAULT_PARAMS, balanced_weights, calibrate, evidence_windows, held_out_blend,
+                                member_seeds, model_card)
 
 log = logging.getLogger(__name__)
 
@@ -179,14 +181,25 @@ def retrain(corpus_dir: str | Path, review_dir: str | Path, models_dir: str | Pa
     y_dev = np.array([r["label"] != "bonafide" for r in dev], dtype=np.int32)
     params = dict(DEFAULT_PARAMS, **(champion.calibration.get("params") or {}))
     params["seed"] = settings.seed
-    dtrain = lgb.Dataset(x_train, y_train, weight=w, feature_name=names, free_raw_data=False)
-    ddev = lgb.Dataset(x_dev, y_dev, weight=balanced_weights(dev), reference=dtrain, feature_name=names)
     init = None if settings.from_scratch else champion.booster
     start_rounds = 0 if init is None else init.current_iteration()
-    booster = lgb.train(params, dtrain, num_boost_round=settings.rounds, valid_sets=[ddev], valid_names=["dev"],
-                        init_model=init, keep_training_booster=True,
-                        callbacks=[lgb.early_stopping(settings.early_stopping, first_metric_only=True, verbose=False)])
-    best = booster.best_iteration or booster.current_iteration()
+    # continued training adds trees to the champion, a seed ensemble included (one model file); from scratch,
+    # a champion that is the mean of N seeds is replaced by the mean of N new ones
+    n_members = len((champion.calibration.get("ensemble") or {}).get("seeds") or [0]) if init is None else 1
+    seeds = member_seeds(params, n_members)
+    members = []
+    for member_seed in seeds:
+        dtrain = lgb.Dataset(x_train, y_train, weight=w, feature_name=names, free_raw_data=False)
+        ddev = lgb.Dataset(x_dev, y_dev, weight=balanced_weights(dev), reference=dtrain, feature_name=names)
+        b = lgb.train(dict(params, seed=member_seed), dtrain, num_boost_round=settings.rounds, valid_sets=[ddev],
+                      valid_names=["dev"], init_model=init, keep_training_booster=True,
+                      callbacks=[lgb.early_stopping(settings.early_stopping, first_metric_only=True, verbose=False)])
+        members.append(lgb.Booster(model_str=b.model_to_string(num_iteration=b.best_iteration or None)))
+    booster = mean_booster(members)
+    best = booster.current_iteration()  # every tree of the saved model: the champion's and the new ones
+    ensemble = ({"seeds": seeds, "rounds": [m.current_iteration() for m in members],
+                 "combined": "mean of the members' log-odds (detector.booster_mean)"} if len(members) > 1
+                else champion.calibration.get("ensemble") if init is not None else None)
     # a champion's MLP half is refitted on the same rows (it cannot continue like trees)
     mlp = (fit_mlp(x_train, y_train, seed=int(champion.calibration.get("mlp_seed") or 0))
            if champion.mlp is not None else None)
@@ -209,6 +222,7 @@ def retrain(corpus_dir: str | Path, review_dir: str | Path, models_dir: str | Pa
     calibration = {
         "version": model_version, "feature_schema": FEATURE_SCHEMA_VERSION, "feature_names": names,
         "best_iteration": best, "params": params, "resumed_from_round": start_rounds,
+        **({"ensemble": ensemble} if ensemble else {}),
         "thresholds": {k: thresholds[k] for k in ("eer", "far_1pct", "far_0_1pct")},
         "evidence_windows": evidence_windows(thresholds),
         **({"blend": blend.to_json(), "mlp_seed": champion.calibration.get("mlp_seed")} if blend else {}),

@@ -296,13 +296,35 @@ class _Checkpoint:
             tmp.replace(self.path)
 
 
-def _train_member(p: dict, dtrain: object, ddev: object, rounds: int, run_dir: Path, checkpoint_every: int,
-                  resume: bool, stopping: list, label: str, callbacks: list | None) -> tuple[object, int]:
-    """One booster, checkpointed every ``checkpoint_every`` rounds (resumed when ``resume`` and a checkpoint
-    exists), cut to its best round. Returns it and the round it resumed from."""
+@dataclass
+class _TrainingData:
+    """What every member of ``train_gbm`` trains and is early-stopped on. Each member gets LightGBM datasets
+    of its own: a resumed member's checkpoint attaches to the datasets it trains on (an initial score that
+    would turn off the next member's ``boost_from_average``)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    w_train: np.ndarray
+    x_dev: np.ndarray
+    y_dev: np.ndarray
+    w_dev: np.ndarray
+    names: list[str]
+
+    def datasets(self) -> tuple[object, object]:
+        import lightgbm as lgb
+
+        dtrain = lgb.Dataset(self.x_train, self.y_train, weight=self.w_train, feature_name=self.names,
+                             free_raw_data=False)
+        return dtrain, lgb.Dataset(self.x_dev, self.y_dev, weight=self.w_dev, reference=dtrain,
+                                   feature_name=self.names)
+
+
+def _train_member(p: dict, data: _TrainingData, rounds: int, ckpt: Path, checkpoint_every: int, resume: bool,
+                  stopping: list, label: str, callbacks: list | None) -> tuple[object, int]:
+    """One booster, checkpointed to ``ckpt`` every ``checkpoint_every`` rounds (resumed from it when
+    ``resume``), cut to its best round. Returns it and the round it resumed from."""
     import lightgbm as lgb
 
-    ckpt = run_dir / "gbm.ckpt.txt"
     init_model, done_rounds = None, 0
     if resume and ckpt.is_file():
         init_model = lgb.Booster(model_file=str(ckpt))
@@ -315,12 +337,12 @@ def _train_member(p: dict, dtrain: object, ddev: object, rounds: int, run_dir: P
             res = {f"{d}:{m}": round(float(v), 4) for d, m, v, _ in env.evaluation_result_list}  # type: ignore[attr-defined]
             print(f"\rtrain gbm: {label}round {it}/{rounds} {res}", end="", file=sys.stderr, flush=True)
 
+    dtrain, ddev = data.datasets()
     booster = lgb.train(p, dtrain, num_boost_round=max(rounds - done_rounds, 0), valid_sets=[ddev],
                         valid_names=["dev"], init_model=init_model, keep_training_booster=True,
                         callbacks=[*stopping, _Checkpoint(ckpt, checkpoint_every), progress, *(callbacks or [])])
     print(file=sys.stderr)
     best = booster.best_iteration or booster.current_iteration()
-    ckpt.unlink(missing_ok=True)  # the next member starts afresh
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best)), done_rounds
 
 
@@ -352,31 +374,31 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
     y_dev = np.array([r["label"] != "bonafide" for r in dev], dtype=np.int32)
     names = list(feature_names())
     p = dict(DEFAULT_PARAMS, seed=seed, **(params or {}))
-    dtrain = lgb.Dataset(x_train, y_train, weight=balanced_weights(train), feature_name=names,
-                         free_raw_data=False)
-    ddev = lgb.Dataset(x_dev, y_dev, weight=balanced_weights(dev), reference=dtrain, feature_name=names)
+    data = _TrainingData(x_train, y_train, balanced_weights(train), x_dev, y_dev, balanced_weights(dev), names)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     state_path = run_dir / "gbm.state.json"
-    data_key = hashlib.sha256(json.dumps([len(train), len(dev), pooled, p], sort_keys=True,
+    data_key = hashlib.sha256(json.dumps([len(train), len(dev), pooled, p, rounds, early_stopping], sort_keys=True,
                                          default=str).encode()).hexdigest()
     same_run = state_path.is_file() and json.loads(state_path.read_text()).get("key") == data_key
     state_path.write_text(json.dumps({"key": data_key}))
     seeds = member_seeds(p, n_seeds)
-    stopping = [] if pooled else [lgb.early_stopping(early_stopping, first_metric_only=True, verbose=False)]
     members, member_rounds, done_rounds = [], [], 0
     for m, member_seed in enumerate(seeds):
+        stopping = [] if pooled else [lgb.early_stopping(early_stopping, first_metric_only=True, verbose=False)]
         label = f"member {m + 1}/{len(seeds)} (seed {member_seed}) " if len(seeds) > 1 else ""
-        finished = run_dir / f"gbm.member-{member_seed}.txt"
+        # a finished member is kept until the model is saved, so an interruption in the out-of-fold fits
+        # (most of a pooled run) or in a later member does not train it again
+        finished, ckpt = run_dir / f"gbm.member-{member_seed}.txt", run_dir / f"gbm.ckpt-{member_seed}.txt"
         if same_run and finished.is_file():
             booster = lgb.Booster(model_file=str(finished))
             print(f"train gbm: {label}already trained in {finished}", file=sys.stderr)
         else:
-            booster, resumed = _train_member(dict(p, seed=member_seed), dtrain, ddev, rounds, run_dir,
-                                             checkpoint_every, same_run, stopping, label, callbacks)
+            booster, resumed = _train_member(dict(p, seed=member_seed), data, rounds, ckpt, checkpoint_every,
+                                             same_run, stopping, label, callbacks)
             done_rounds = max(done_rounds, resumed)
-            if len(seeds) > 1:
-                booster.save_model(str(finished))
+            booster.save_model(str(finished))
+            ckpt.unlink(missing_ok=True)
         members.append(booster)
         member_rounds.append(booster.current_iteration())
     from detector.booster_mean import mean_booster

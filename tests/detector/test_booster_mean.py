@@ -61,3 +61,11 @@ def test_boosters_on_different_features_are_refused():
     x8, y8 = _data(n_features=8)
     with pytest.raises(ValueError, match="only seeds may differ"):
         mean_booster(_boosters(x, y, [1]) + _boosters(x8, y8, [1]))
+
+
+def test_linear_trees_are_refused_because_scaling_leaves_would_not_scale_their_slopes():
+    x, y = _data()
+    members = [lgb.train(dict(PARAMS, seed=s, linear_tree=True), lgb.Dataset(x, y), num_boost_round=5)
+               for s in (1, 2)]
+    with pytest.raises(ValueError, match="linear trees"):
+        mean_booster(members)

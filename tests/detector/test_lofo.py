@@ -4,6 +4,7 @@ import pytest
 from detector.corpus.manifest import load_manifest
 from detector.features import feature_group, feature_names
 from detector.lofo import feature_mask_without, run_lofo, speaker_folds
+from detector.train_gbm import fit_model
 
 
 def test_speaker_folds_cover_every_bona_fide_group_once_and_balance_chunks():
@@ -179,9 +180,20 @@ def test_per_speaker_thresholds_change_no_score_and_say_how_they_were_set(tiny_c
     assert set(fair["speaker_far"]) == set(pooled["speaker_far"])
 
 
-def test_lofo_with_a_seed_ensemble_reports_every_family_and_says_so(tiny_corpus, tmp_path):
+def test_lofo_with_a_seed_ensemble_trains_ensembles_in_every_fold_and_says_so(tiny_corpus, tmp_path, monkeypatch):
+    import detector.lofo as lofo
+
     single = run_lofo(tiny_corpus, None, rounds=10, n_speaker_folds=3)
+    members = []
+
+    def recording_fit(*args, **kwargs):
+        model = fit_model(*args, **kwargs)
+        members.append((kwargs.get("n_seeds"), model.booster.num_trees()))
+        return model
+
+    monkeypatch.setattr(lofo, "fit_model", recording_fit)
     ensemble = run_lofo(tiny_corpus, tmp_path, rounds=10, n_speaker_folds=3, n_seeds=2)
+    assert members and all(n == 2 and trees == 20 for n, trees in members)
     assert ensemble["n_seeds"] == 2
     assert [f["family"] for f in ensemble["families"]] == [f["family"] for f in single["families"]]
     assert "the mean of 2 boosters" in (tmp_path / "lofo.md").read_text()

@@ -248,3 +248,31 @@ def test_a_champion_with_an_mlp_gives_a_challenger_with_a_refitted_mlp_and_blend
     assert new.score([_robot(999)])[0] > old.score([_robot(999)])[0]
     versions.rollback(models, reason="test")
     assert {f: (models / f).read_bytes() for f in versions.MODEL_FILES if (models / f).is_file()} == before
+
+
+@pytest.mark.parametrize("from_scratch", [False, True])
+def test_a_seed_ensemble_champion_stays_an_ensemble_when_retrained(corpus, tmp_path, from_scratch):
+    champion = tmp_path / "champion"
+    cal = train_gbm(corpus, champion, tmp_path / "run", rounds=30, early_stopping=1000, params=SMALL, n_seeds=3)
+    models = _models(champion, tmp_path)
+    review = _reviewed(tmp_path / "review", {f"call{i}": "synthetic" for i in range(6)})
+    record = retrain(corpus, review, models, RetrainSettings(rounds=40, early_stopping=20, eer_tolerance=1.0,
+                                                              far_tolerance=1.0, keep_refused=True,
+                                                              from_scratch=from_scratch))
+    out = versions.versions_dir(models) / record["challenger"]
+    new = json.loads((out / "gbm.calibration.json").read_text())
+    trees = GBMDetector.load(out).booster.num_trees()
+    if from_scratch:  # three new members, each early-stopped on its own
+        assert new["ensemble"]["seeds"] == [7, 8, 9] and trees == sum(new["ensemble"]["rounds"])
+    else:  # the champion's averaged trees and the new ones on top
+        assert new["ensemble"] == cal["ensemble"] and trees == sum(cal["ensemble"]["rounds"]) + record["new_rounds"]
+    assert "The mean of 3 boosters" in (out / "gbm.md").read_text()
+    # the challenger was calibrated on the whole model's scores, not on its first trees
+    from detector.corpus.manifest import load_train_dev
+    from detector.featcache import corpus_features
+    from detector.metrics import eer
+
+    _, dev = load_train_dev(corpus)
+    labels = np.array([r["label"] != "bonafide" for r in dev], dtype=np.int32)
+    scores = GBMDetector.load(out).score_features(corpus_features(corpus, dev))
+    assert eer(labels, scores)[0] == pytest.approx(new["dev"]["eer"])

@@ -58,14 +58,14 @@ def test_interrupted_training_resumes_from_its_checkpoint(tiny_corpus, tmp_path)
     with pytest.raises(_Interrupt):
         train_gbm(tiny_corpus, tmp_path / "models", tmp_path / "run", rounds=60, checkpoint_every=10,
                   early_stopping=1000, callbacks=[_stop_at(35)])
-    assert (tmp_path / "run" / "gbm.ckpt.txt").is_file()
+    assert (tmp_path / "run" / "gbm.ckpt-7.txt").is_file()
     assert not (tmp_path / "models" / "gbm.txt").exists()
     cal = train_gbm(tiny_corpus, tmp_path / "models", tmp_path / "run", rounds=60, checkpoint_every=10,
                     early_stopping=1000)
     assert cal["resumed_from_round"] == 30
     saved = json.loads((tmp_path / "models" / "gbm.calibration.json").read_text())
     assert saved["best_iteration"] == 60
-    assert not (tmp_path / "run" / "gbm.ckpt.txt").exists()
+    assert not list((tmp_path / "run").glob("gbm.*"))  # checkpoint, finished member and state cleaned up
 
 
 def test_pooled_training_calibrates_on_out_of_fold_scores_of_unheard_voices(tiny_corpus, tmp_path):
@@ -212,8 +212,6 @@ def test_per_speaker_calibration_keeps_a_small_odd_voice_under_the_warn_threshol
 
 
 def test_a_seed_ensemble_ships_one_model_scoring_the_members_mean(tiny_corpus, tmp_path):
-    import lightgbm as lgb
-
     from detector.corpus.manifest import load_manifest
     from detector.featcache import corpus_features
 
@@ -221,40 +219,58 @@ def test_a_seed_ensemble_ships_one_model_scoring_the_members_mean(tiny_corpus, t
                     seed=3, n_seeds=3)
     assert cal["ensemble"]["seeds"] == [3, 4, 5] and cal["ensemble"]["rounds"] == [30, 30, 30]
     assert "The mean of 3 boosters" in (tmp_path / "models" / "gbm.md").read_text()
-    assert not list((tmp_path / "run").glob("gbm.member-*"))  # members are removed once the model is saved
+    assert not list((tmp_path / "run").glob("gbm.*"))  # members are removed once the model is saved
     rows = [r for r in load_manifest(tiny_corpus) if r["split"] == "eval"]
     x = corpus_features(tiny_corpus, rows)
-    single = train_gbm(tiny_corpus, tmp_path / "one", tmp_path / "run1", rounds=30, pooled=True, oof_folds=3,
-                       seed=4)
-    assert "ensemble" not in single
-    member = lgb.Booster(model_file=str(tmp_path / "one" / "gbm.txt"))  # seed 4: the ensemble's second member
+    singles = []
+    for seed in (3, 4, 5):
+        one = train_gbm(tiny_corpus, tmp_path / f"one{seed}", tmp_path / f"run{seed}", rounds=30, pooled=True,
+                        oof_folds=3, seed=seed)
+        assert "ensemble" not in one
+        singles.append(GBMDetector.load(tmp_path / f"one{seed}").booster.predict(x, raw_score=True))
     shipped = GBMDetector.load(tmp_path / "models")
     merged = shipped.booster.predict(x, raw_score=True)
-    assert shipped.booster.num_trees() == 3 * member.num_trees()
-    assert not np.allclose(merged, member.predict(x, raw_score=True))
+    assert np.allclose(merged, np.mean(singles, axis=0), atol=1e-9)
+    assert not np.allclose(singles[0], singles[1])  # the seeds really draw different models
     contrib = shipped.booster.predict(x, pred_contrib=True)
     assert np.allclose(contrib.sum(axis=1), merged)  # explanations add up to the ensemble's log-odds
 
 
+@pytest.mark.parametrize("stop_member", [1, 2])
 def test_an_interrupted_ensemble_keeps_its_finished_members_and_resumes_the_current_one(tiny_corpus, tmp_path,
-                                                                                         capsys):
+                                                                                         capsys, stop_member):
     calls = []
 
-    def stop_in_second_member(env):
+    def stop_in_member(env):
         calls.append(env.iteration)
-        if env.iteration + 1 == 35 and calls.count(34) == 2:
+        if env.iteration + 1 == 35 and calls.count(34) == stop_member:
             raise _Interrupt
 
     with pytest.raises(_Interrupt):
         train_gbm(tiny_corpus, tmp_path / "models", tmp_path / "run", rounds=60, checkpoint_every=10,
-                  early_stopping=1000, n_seeds=2, callbacks=[stop_in_second_member])
-    assert (tmp_path / "run" / "gbm.member-7.txt").is_file() and not (tmp_path / "run" / "gbm.member-8.txt").exists()
-    assert (tmp_path / "run" / "gbm.ckpt.txt").is_file()
+                  early_stopping=1000, n_seeds=3, callbacks=[stop_in_member])
+    seed = 6 + stop_member
+    assert (tmp_path / "run" / f"gbm.ckpt-{seed}.txt").is_file()
+    assert not (tmp_path / "run" / f"gbm.member-{seed}.txt").exists()
     capsys.readouterr()
     cal = train_gbm(tiny_corpus, tmp_path / "models", tmp_path / "run", rounds=60, checkpoint_every=10,
-                    early_stopping=1000, n_seeds=2)
+                    early_stopping=1000, n_seeds=3)
     err = capsys.readouterr().err
-    assert "member 1/2 (seed 7) already trained" in err and "member 2/2 (seed 8) resuming" in err
-    assert cal["resumed_from_round"] == 30 and cal["ensemble"]["seeds"] == [7, 8]
-    assert not (tmp_path / "run" / "gbm.ckpt.txt").exists()
+    assert f"member {stop_member}/3 (seed {seed}) resuming from" in err
+    assert ("member 1/3 (seed 7) already trained" in err) == (stop_member == 2)
+    assert cal["resumed_from_round"] == 30 and cal["ensemble"]["seeds"] == [7, 8, 9]
+    assert not list((tmp_path / "run").glob("gbm.*"))
     assert GBMDetector.load(tmp_path / "models").booster.num_trees() == sum(cal["ensemble"]["rounds"])
+    # the member after the resumed one is the model its seed gives alone (a resumed member's initial score
+    # must not leak into the next member's datasets)
+    from detector.corpus.manifest import load_manifest
+    from detector.featcache import corpus_features
+
+    fresh = train_gbm(tiny_corpus, tmp_path / "fresh", tmp_path / "run_fresh", rounds=60, early_stopping=1000,
+                      seed=9)
+    x = corpus_features(tiny_corpus, [r for r in load_manifest(tiny_corpus) if r["split"] == "eval"])
+    merged = GBMDetector.load(tmp_path / "models").booster
+    start = merged.num_trees() - fresh["best_iteration"]
+    last_member = 3 * merged.predict(x, start_iteration=start, raw_score=True)
+    alone = GBMDetector.load(tmp_path / "fresh").booster.predict(x, raw_score=True)
+    assert np.allclose(last_member, alone, atol=1e-6)
