@@ -41,12 +41,14 @@ def parse_config(text: str) -> dict:
     return out
 
 
-def speaker_far(rows: list[dict], y: np.ndarray, p: np.ndarray, t: float) -> tuple[float, float, int]:
-    """Per-chunk false alarms at ``t``: pooled, the worst speaker group, groups above 1 %."""
+def speaker_far(rows: list[dict], y: np.ndarray, p: np.ndarray, t: float) -> tuple[float, str, int]:
+    """Per-chunk false alarms at ``t``: pooled, the worst speaker group (rate and name), groups above 1 %."""
     bona = y == 0
     groups = np.array([speaker_group(r) for r in rows])
-    rates = [float((p[bona & (groups == g)] >= t).mean()) for g in sorted(set(groups[bona]))]
-    return float((p[bona] >= t).mean()), max(rates), sum(r > 0.01 for r in rates)
+    rates = {g: float((p[bona & (groups == g)] >= t).mean()) for g in sorted(set(groups[bona]))}
+    worst = max(rates, key=rates.get)
+    return (float((p[bona] >= t).mean()), f"{100 * rates[worst]:.2f} % ({worst})",
+            sum(r > 0.01 for r in rates.values()))
 
 
 def main() -> None:
@@ -72,8 +74,8 @@ def main() -> None:
         full = expit(fit_model(x, y, balanced_weights(pool), params, ROUNDS, n_seeds=SEEDS).logits(xt)[:, 0])
         e_far, e_worst, e_n = speaker_far(test, yt, full, hang)
         print(f"{text}: OOF EER {100 * th['dev_eer']:.2f} %, hang-up {hang:.4f}, OOF per chunk {100 * o_far:.2f} %, "
-              f"worst group {100 * o_worst:.2f} %, groups > 1 %: {o_n} | eval EER {100 * eer(yt, full)[0]:.2f} %, "
-              f"per chunk {100 * e_far:.2f} %, worst {100 * e_worst:.2f} %, groups > 1 %: {e_n} "
+              f"worst group {o_worst}, groups > 1 %: {o_n} | eval EER {100 * eer(yt, full)[0]:.2f} %, "
+              f"per chunk {100 * e_far:.2f} %, worst {e_worst}, groups > 1 %: {e_n} "
               f"({(time.time() - t0) / 60:.1f} min)", flush=True)
 
 
