@@ -9,7 +9,7 @@ Printed first, the selection criteria, all out-of-fold: EER, and per-chunk bona 
 hang-up threshold per speaker group (the worst, and how many groups exceed 1 %). Then the eval split, read
 afterwards: EER, per-chunk false alarms at hang-up and the worst speaker.
 
-Usage: .venv/bin/python docs/experiments/ensemble_diversity.py [--corpus DIR] CONFIG ...
+Usage: .venv/bin/python docs/experiments/ensemble_diversity.py [--corpus DIR] [--seeds N] CONFIG ...
 CONFIG is ``base`` or comma-separated ``key=value`` pairs, e.g. ``feature_fraction=0.3,bagging_fraction=0.6``.
 """
 
@@ -54,6 +54,7 @@ def speaker_far(rows: list[dict], y: np.ndarray, p: np.ndarray, t: float) -> tup
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", type=Path, default=Path("data/corpus_v8"))
+    ap.add_argument("--seeds", type=int, default=SEEDS, help="members per ensemble (shipped: 8)")
     ap.add_argument("configs", nargs="+")
     args = ap.parse_args()
     rows = load_manifest(args.corpus)
@@ -65,15 +66,16 @@ def main() -> None:
     for text in args.configs:
         t0 = time.time()
         params = dict(DEFAULT_PARAMS, seed=FIRST_SEED, **parse_config(text))
-        oof = oof_logits(x, y, pool, params, ROUNDS, n_seeds=SEEDS)[:, 0]
+        oof = oof_logits(x, y, pool, params, ROUNDS, n_seeds=args.seeds)[:, 0]
         ok = ~np.isnan(oof)
         scored = [r for r, k in zip(pool, ok, strict=True) if k]
         th = calibrate(y[ok], expit(oof[ok]), scored)
         hang = th["far_0_1pct"]
         o_far, o_worst, o_n = speaker_far(scored, y[ok], expit(oof[ok]), hang)
-        full = expit(fit_model(x, y, balanced_weights(pool), params, ROUNDS, n_seeds=SEEDS).logits(xt)[:, 0])
+        full = expit(fit_model(x, y, balanced_weights(pool), params, ROUNDS, n_seeds=args.seeds).logits(xt)[:, 0])
         e_far, e_worst, e_n = speaker_far(test, yt, full, hang)
-        print(f"{text}: OOF EER {100 * th['dev_eer']:.2f} %, hang-up {hang:.4f}, OOF per chunk {100 * o_far:.2f} %, "
+        print(f"{text} ({args.seeds} seeds): OOF EER {100 * th['dev_eer']:.2f} %, hang-up {hang:.4f}, "
+              f"OOF per chunk {100 * o_far:.2f} %, "
               f"worst group {o_worst}, groups > 1 %: {o_n} | eval EER {100 * eer(yt, full)[0]:.2f} %, "
               f"per chunk {100 * e_far:.2f} %, worst {e_worst}, groups > 1 %: {e_n} "
               f"({(time.time() - t0) / 60:.1f} min)", flush=True)
