@@ -38,14 +38,21 @@ from pathlib import Path
 import numpy as np
 
 from detector import versions
+from detector.booster_mean import mean_booster
 from detector.featcache import corpus_features
 from detector.features import FEATURE_SCHEMA_VERSION, feature_names
 from detector.gbm import CALIBRATION_FILE, MLP_FILE, MODEL_FILE, GBMDetector
 from detector.metrics import eer, rates_at
 from detector.mlp import fit_mlp
-from detector.booster_mean import mean_booster
-from detector.train_gbm import (DEFAULT_PARAMS, balanced_weights, calibrate, evidence_windows, held_out_blend,
-                                member_seeds, model_card)
+from detector.train_gbm import (
+    DEFAULT_PARAMS,
+    balanced_weights,
+    calibrate,
+    evidence_windows,
+    held_out_blend,
+    member_seeds,
+    model_card,
+)
 
 log = logging.getLogger(__name__)
 
