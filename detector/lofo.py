@@ -18,9 +18,15 @@ import numpy as np
 
 from detector.featcache import corpus_features
 from detector.metrics import eer, recording_means
-from detector.train_gbm import DEFAULT_PARAMS, balanced_weights, calibrate, evidence_scores, fit_model, speaker_group
-
-ENSEMBLE_FIRST_SEED = 7  # `train gbm --seed`'s default: an ensemble's fold models have the shipped members' seeds
+from detector.train_gbm import (
+    DEFAULT_PARAMS,
+    DEFAULT_SEED,
+    balanced_weights,
+    calibrate,
+    evidence_scores,
+    fit_model,
+    speaker_group,
+)
 
 
 def feature_mask_without(groups: list[str]) -> np.ndarray:
@@ -113,7 +119,7 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
     (``train_gbm.balanced_weights``). ``per_speaker_far``: each fold's warn / hang-up thresholds hold the
     false-alarm rate averaged over its calibration speakers (``train_gbm.calibrate(per_speaker=True)``)
     instead of pooled over their chunks. ``n_seeds`` > 1: each fold's booster is the mean of that many
-    boosters with seeds ``ENSEMBLE_FIRST_SEED``, +1, ... (``train gbm --seeds``, as shipped)."""
+    boosters with seeds ``train_gbm.DEFAULT_SEED``, +1, ... (``train gbm --seeds``, the shipped members' seeds)."""
     from detector.corpus.manifest import load_manifest
 
     rows = [r for r in load_manifest(corpus_dir) if r["split"] in splits]
@@ -141,7 +147,7 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
     excluded = np.isin(family, list(exclude_families)) | np.isin(speaker, list(exclude_groups))
     folds = speaker_folds([r for r, s in zip(rows, speaker, strict=True) if s not in not_held], n_speaker_folds)
     ties = tied_groups(set(speaker))
-    p = dict(DEFAULT_PARAMS, **({"seed": ENSEMBLE_FIRST_SEED} if n_seeds > 1 else {}), **(params or {}))
+    p = dict(DEFAULT_PARAMS, **({"seed": DEFAULT_SEED} if n_seeds > 1 else {}), **(params or {}))
     p.pop("metric", None)
     results, speaker_far = [], defaultdict(list)
     for n, fam in enumerate(families):

@@ -46,8 +46,10 @@ from detector.metrics import eer, rates_at
 from detector.mlp import fit_mlp
 from detector.train_gbm import (
     DEFAULT_PARAMS,
+    DEFAULT_SEED,
     balanced_weights,
     calibrate,
+    ensemble_entry,
     evidence_windows,
     held_out_blend,
     member_seeds,
@@ -67,7 +69,7 @@ class RetrainSettings:
     min_logloss_gain: float = 0.05  # with equal held-out error, log loss must drop by 5 % (relative)
     review_weight: float = 1.0  # extra weight on reviewed items (after per-class/per-group balancing)
     from_scratch: bool = False
-    seed: int = 7
+    seed: int = DEFAULT_SEED
     keep_refused: bool = False  # keep a refused challenger's files in versions/ (its metrics are logged anyway)
 
 
@@ -204,8 +206,7 @@ def retrain(corpus_dir: str | Path, review_dir: str | Path, models_dir: str | Pa
         members.append(lgb.Booster(model_str=b.model_to_string(num_iteration=b.best_iteration or None)))
     booster = mean_booster(members)
     best = booster.current_iteration()  # every tree of the saved model: the champion's and the new ones
-    ensemble = ({"seeds": seeds, "rounds": [m.current_iteration() for m in members],
-                 "combined": "mean of the members' log-odds (detector.booster_mean)"} if len(members) > 1
+    ensemble = (ensemble_entry(seeds, members) if len(members) > 1
                 else champion.calibration.get("ensemble") if init is not None else None)
     # a champion's MLP half is refitted on the same rows (it cannot continue like trees)
     mlp = (fit_mlp(x_train, y_train, seed=int(champion.calibration.get("mlp_seed") or 0))

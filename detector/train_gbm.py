@@ -85,12 +85,21 @@ class FittedModel:
         return blended_scores(self.booster, x, self.mlp, self.blend)
 
 
+DEFAULT_SEED = 7  # the first (or only) boosting seed of `train gbm`, `retrain` and ensembles in `eval --protocol lofo`
+
+
 def member_seeds(params: dict, n_seeds: int) -> list[int]:
     """The boosting seeds of an ensemble of ``n_seeds`` members: ``params["seed"]`` and the ones after it."""
     if n_seeds < 1:
         raise ValueError(f"an ensemble needs at least one member, not {n_seeds}")
     first = int(params.get("seed", 0))
     return list(range(first, first + n_seeds))
+
+
+def ensemble_entry(seeds: list[int], members: list) -> dict:
+    """The calibration file's ``ensemble`` entry for a model made by ``booster_mean.mean_booster(members)``."""
+    return {"seeds": seeds, "rounds": [m.current_iteration() for m in members],
+            "combined": "mean of the members' log-odds (detector.booster_mean)"}
 
 
 def fit_model(x: np.ndarray, y: np.ndarray, weights: np.ndarray, params: dict, rounds: int,
@@ -346,7 +355,7 @@ def _train_member(p: dict, data: _TrainingData, rounds: int, ckpt: Path, checkpo
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best)), done_rounds
 
 
-def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500, seed: int = 7,
+def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500, seed: int = DEFAULT_SEED,
               checkpoint_every: int = 50, early_stopping: int = 100, params: dict | None = None,
               callbacks: list | None = None, pooled: bool = False, oof_folds: int = 5,
               mlp_seed: int | None = None, far_per_speaker: bool = False, n_seeds: int = 1) -> dict:
@@ -435,9 +444,7 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
     calibration = {
         "version": version, "feature_schema": FEATURE_SCHEMA_VERSION, "feature_names": names,
         "best_iteration": best, "params": p, "resumed_from_round": done_rounds,
-        **({"ensemble": {"seeds": seeds, "rounds": member_rounds,
-                         "combined": "mean of the members' log-odds (detector.booster_mean)"}}
-           if len(seeds) > 1 else {}),
+        **({"ensemble": ensemble_entry(seeds, members)} if len(seeds) > 1 else {}),
         "thresholds": {k: thresholds[k] for k in ("eer", "far_1pct", "far_0_1pct")},
         "thresholds_basis": f"eer per chunk; warn at 1 % of bona fide {thresholds['warn_window']}-chunk and hangup "
                             f"at 0.1 % of bona fide {thresholds['hangup_window']}-chunk evidence windows (the live "

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--out", type=Path, default=DEFAULT_MODELS_DIR, help="where the model and calibration go")
     g.add_argument("--run-dir", type=Path, default=Path("runs/gbm"), help="checkpoints (resume on rerun)")
     g.add_argument("--rounds", type=int, default=1500)
-    g.add_argument("--seed", type=int, default=7)
+    g.add_argument("--seed", type=int, default=None, help="(first) boosting seed (default 7)")
     g.add_argument("--seeds", type=int, default=1, metavar="N",
                    help="ship the mean of N boosters with boosting seeds --seed, --seed+1, ... (one model file)")
     g.add_argument("--pooled", action="store_true",
@@ -62,9 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train_gbm(args: argparse.Namespace) -> int:
-    from detector.train_gbm import train_gbm
+    from detector.train_gbm import DEFAULT_SEED, train_gbm
 
-    train_gbm(args.corpus, args.out, args.run_dir, rounds=args.rounds, seed=args.seed, n_seeds=args.seeds,
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    train_gbm(args.corpus, args.out, args.run_dir, rounds=args.rounds, seed=seed, n_seeds=args.seeds,
               pooled=args.pooled, oof_folds=args.oof_folds, mlp_seed=args.mlp_seed if args.mlp else None,
               far_per_speaker=args.far_per_speaker)
     return 0
