@@ -96,8 +96,7 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
              extra_features: Callable[[Path, list[dict]], np.ndarray] | None = None,
              cross_folds: bool = False, mlp_seed: int | None = None,
              exclude_groups: tuple[str, ...] = (), train_only_groups: tuple[str, ...] = (),
-             balance_alpha: float = 0.0, per_speaker_far: bool = False, n_seeds: int = 1,
-             outside_bonafide: bool = False) -> dict:
+             balance_alpha: float = 0.0, per_speaker_far: bool = False, n_seeds: int = 1) -> dict:
     """Run the protocol. ``splits=("train", "dev")`` keeps the eval split out, for model-selection
     experiments; the shipped report uses all splits. ``feature_mask`` selects feature columns.
     ``augment`` ("rawboost"): each fold's model also trains on a perturbed copy of its training chunks
@@ -120,21 +119,11 @@ def run_lofo(corpus_dir: Path, out_dir: Path | None, rounds: int = 400, n_speake
     (``train_gbm.balanced_weights``). ``per_speaker_far``: each fold's warn / hang-up thresholds hold the
     false-alarm rate averaged over its calibration speakers (``train_gbm.calibrate(per_speaker=True)``)
     instead of pooled over their chunks. ``n_seeds`` > 1: each fold's booster is the mean of that many
-    boosters with seeds ``train_gbm.DEFAULT_SEED``, +1, ... (``train gbm --seeds``, the shipped members' seeds).
-    ``outside_bonafide``: the AMI meeting voices of ``detector.outside`` train every fold as a train-only group,
-    as `train gbm --outside-bonafide` ships them; not combined with ``augment`` or ``extra_features``."""
+    boosters with seeds ``train_gbm.DEFAULT_SEED``, +1, ... (``train gbm --seeds``, the shipped members' seeds)."""
     from detector.corpus.manifest import load_manifest
 
     rows = [r for r in load_manifest(corpus_dir) if r["split"] in splits]
     x = corpus_features(corpus_dir, rows)
-    if outside_bonafide:
-        if augment or extra_features is not None:
-            raise ValueError("outside_bonafide cannot be combined with augment or extra_features")
-        from detector.outside import TRAINING_GROUP, training_features
-
-        outside_rows, x_outside = training_features()
-        rows, x = rows + outside_rows, np.concatenate([x, x_outside])
-        train_only_groups = (*train_only_groups, TRAINING_GROUP)
     x_aug = corpus_features(corpus_dir, rows, augment=augment) if augment else None
     if feature_mask is not None:
         x = x[:, feature_mask]

@@ -122,10 +122,8 @@ def _download(archive: Archive, target: Path) -> None:
                            f"{exc!r}; copy the file into {target.parent}/ by hand") from exc
 
 
-def fetch(key: str, cache: Path | None = None) -> Path:
-    """The archive's speech files unpacked under ``cache/key/`` (downloaded and sha256-checked on first use;
-    ``cache`` defaults to ``DEFAULT_CACHE``)."""
-    cache = cache or DEFAULT_CACHE
+def fetch(key: str, cache: Path = DEFAULT_CACHE) -> Path:
+    """The archive's speech files unpacked under ``cache/key/`` (downloaded and sha256-checked on first use)."""
     archive = ARCHIVES[key]
     root = cache / key
     if (root / ".sha256").is_file() and (root / ".sha256").read_text() == archive.sha256:
@@ -192,7 +190,7 @@ def _load(path: Path, rate: int) -> np.ndarray:
         raise OutsideError(str(exc)) from exc
 
 
-def outside_recordings(cache: Path | None = None, rate: int = 8000) -> list[OutsideRecording]:
+def outside_recordings(cache: Path = DEFAULT_CACHE, rate: int = 8000) -> list[OutsideRecording]:
     """Every recording of the set at ``rate``, fetched first where needed."""
     out: list[OutsideRecording] = []
     for key, pattern, speakers in RECORDINGS:
@@ -226,50 +224,3 @@ def telephone(x: np.ndarray, law: str) -> np.ndarray:
         raise ValueError(f"unknown law {law!r} (expected one of {', '.join(LAWS)})")
     x = np.asarray(x, dtype=np.float32) * np.float32(0.7 / (float(np.abs(x).max()) + 1e-9))
     return x if law == "none" else to_float(g711_decode(g711_encode(to_int16(x), law), law))
-
-
-# The one source of the set that trains the shipped GBM (`train gbm --outside-bonafide`): the AMI meeting voices
-# and the telephone-style conversation of the pyannote archive, as ONE train-only speaker group, so that it
-# weighs as much as one corpus voice. Every other source stays a check. docs/generalisation.md, "AMI meeting
-# voices as train-only bona fide speech".
-TRAINING_SOURCE = "pyannote"
-TRAINING_GROUP = "outside_ami"
-TRAINING_DRAWS = 4       # random draws of the corpus's telephone channel per recording
-TRAINING_SEED = 10_000   # draw d of recording i uses seed TRAINING_SEED + 10 * i + d
-
-
-def training_chunks(cache: Path | None = None, draws: int = TRAINING_DRAWS) -> tuple[list[dict], list[np.ndarray]]:
-    """The training source's speech as corpus-like bona fide rows and their 2-s chunks: each recording through
-    ``draws`` seeded draws of the corpus's telephone channel, cut by the live chunker. Deterministic."""
-    from detector.chunking import speech_chunks
-    from detector.corpus.channel import apply_channel
-
-    recs = [r for r in outside_recordings(cache) if r.source == TRAINING_SOURCE]
-    rows: list[dict] = []
-    chunks: list[np.ndarray] = []
-    for i, rec in enumerate(recs):
-        for d in range(draws):
-            y, _ = apply_channel(rec.audio, 8000, seed=TRAINING_SEED + 10 * i + d)
-            for c in speech_chunks(y):
-                speaker = f"outside_{rec.speaker}"
-                rows.append({"path": f"outside/{TRAINING_SOURCE}/{i}/{d}/{c.index}", "job": f"outside-{i}-{d}",
-                             "start_s": c.start_s, "label": "bonafide", "attack_type": "bonafide",
-                             "generator": "bonafide", "speaker": speaker, "group": TRAINING_GROUP,
-                             "language": "en", "source": ARCHIVES[TRAINING_SOURCE].filename, "split": "train"})
-                chunks.append(c.audio)
-    return rows, chunks
-
-
-def training_features(cache: Path | None = None) -> tuple[list[dict], np.ndarray]:
-    """``training_chunks`` and their feature matrix (a few seconds; not cached)."""
-    from detector.features import extract_matrix
-
-    rows, chunks = training_chunks(cache)
-    return rows, extract_matrix(chunks)
-
-
-def training_entry(rows: list[dict]) -> dict:
-    """What a model's calibration records about the outside speech it trained on."""
-    a = ARCHIVES[TRAINING_SOURCE]
-    return {"archive": a.filename, "sha256": a.sha256, "group": TRAINING_GROUP, "draws": TRAINING_DRAWS,
-            "chunks": len(rows), "speakers": len({r["speaker"] for r in rows})}

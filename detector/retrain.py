@@ -182,13 +182,7 @@ def retrain(corpus_dir: str | Path, review_dir: str | Path, models_dir: str | Pa
                         "the held-out part decides"]})
 
     names = list(feature_names())
-    x_corpus = corpus_features(corpus_dir, train)
-    if champion.calibration.get("outside_bonafide"):  # the champion trained on them: so does its challenger
-        from detector.outside import training_features
-
-        outside_rows, x_outside = training_features()
-        train, x_corpus = train + outside_rows, np.concatenate([x_corpus, x_outside])
-    x_train = np.concatenate([x_corpus, corpus_features(review_dir, r_train)])
+    x_train = np.concatenate([corpus_features(corpus_dir, train), corpus_features(review_dir, r_train)])
     y_train = np.array([r["label"] != "bonafide" for r in train + r_train], dtype=np.int32)
     w = balanced_weights(train + r_train)
     w[len(train):] *= settings.review_weight
@@ -237,8 +231,6 @@ def retrain(corpus_dir: str | Path, review_dir: str | Path, models_dir: str | Pa
         "version": model_version, "feature_schema": FEATURE_SCHEMA_VERSION, "feature_names": names,
         "best_iteration": best, "params": params, "resumed_from_round": start_rounds,
         **({"ensemble": ensemble} if ensemble else {}),
-        **({"outside_bonafide": champion.calibration["outside_bonafide"]}
-           if champion.calibration.get("outside_bonafide") else {}),
         "thresholds": {k: thresholds[k] for k in ("eer", "far_1pct", "far_0_1pct")},
         "evidence_windows": evidence_windows(thresholds),
         **({"blend": blend.to_json(), "mlp_seed": champion.calibration.get("mlp_seed")} if blend else {}),

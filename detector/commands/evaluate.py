@@ -54,9 +54,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--balance-alpha", type=float, default=0.0,
                    help="lofo: inside a class, a speaker group's or generator's weight ∝ chunks ** ALPHA "
                         "(0 = every voice equal, as shipped; 1 = every chunk equal)")
-    p.add_argument("--outside-bonafide", action="store_true",
-                   help="lofo: every fold also trains on the AMI meeting voices of the outside set (one train-only "
-                        "group), as `train gbm --outside-bonafide` ships them")
     p.add_argument("--per-speaker-far", action="store_true",
                    help="lofo: each fold's thresholds hold the false-alarm rate averaged over its calibration "
                         "speakers (each person counts the same) instead of pooled over chunks")
@@ -64,8 +61,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detector.outside import OutsideError
-
     if args.protocol == "lofo":
         from detector.lofo import feature_mask_without, run_lofo
 
@@ -89,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
                                exclude_groups=tuple(args.exclude_speaker_group),
                                train_only_groups=tuple(args.train_only_speaker_group),
                                balance_alpha=args.balance_alpha, per_speaker_far=args.per_speaker_far,
-                               n_seeds=args.seeds, outside_bonafide=args.outside_bonafide)
-        except (ValueError, OutsideError) as exc:
+                               n_seeds=args.seeds)
+        except ValueError as exc:
             print(f"callguard eval: {exc}")
             return 2
         print(json.dumps({k: summary[k] for k in ("worst_eer", "mean_eer", "worst_eer_recording",
@@ -104,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"callguard eval: {exc}")
             return 2
     if args.protocol == "outside":
+        from detector.outside import OutsideError
         from detector.outside_report import run_outside
 
         default_out = Path("models/reports/outside" if args.law == "ulaw" else f"models/reports/outside_{args.law}")

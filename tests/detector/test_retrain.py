@@ -276,23 +276,3 @@ def test_a_seed_ensemble_champion_stays_an_ensemble_when_retrained(corpus, tmp_p
     labels = np.array([r["label"] != "bonafide" for r in dev], dtype=np.int32)
     scores = GBMDetector.load(out).score_features(corpus_features(corpus, dev))
     assert eer(labels, scores)[0] == pytest.approx(new["dev"]["eer"])
-
-
-def test_a_champion_trained_on_outside_speech_gives_a_challenger_trained_on_it_too(corpus, tmp_path, monkeypatch):
-    from detector import outside
-    from tests.detector.test_outside import _fake_archive
-
-    _fake_archive(tmp_path, monkeypatch)
-    monkeypatch.setattr(outside, "TRAINING_SOURCE", "pkg")
-    monkeypatch.setattr(outside, "DEFAULT_CACHE", tmp_path)
-    champion = tmp_path / "champion"
-    cal = train_gbm(corpus, champion, tmp_path / "run", rounds=30, early_stopping=1000, params=SMALL,
-                    outside_bonafide=True)
-    models = _models(champion, tmp_path)
-    review = _reviewed(tmp_path / "review", {f"call{i}": "synthetic" for i in range(6)})
-    record = retrain(corpus, review, models, RetrainSettings(rounds=40, early_stopping=20, eer_tolerance=1.0,
-                                                              far_tolerance=1.0, keep_refused=True,
-                                                              from_scratch=True))
-    new = json.loads((versions.versions_dir(models) / record["challenger"] / "gbm.calibration.json").read_text())
-    assert new["outside_bonafide"] == cal["outside_bonafide"]
-    assert set(new["train"]["speakers"]) >= {"outside_spk_a", "outside_spk_b"}

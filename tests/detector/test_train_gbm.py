@@ -274,21 +274,3 @@ def test_an_interrupted_ensemble_keeps_its_finished_members_and_resumes_the_curr
     last_member = 3 * merged.predict(x, start_iteration=start, raw_score=True)
     alone = GBMDetector.load(tmp_path / "fresh").booster.predict(x, raw_score=True)
     assert np.allclose(last_member, alone, atol=1e-6)
-
-
-def test_outside_bonafide_speech_joins_training_as_one_group_and_is_recorded(tiny_corpus, tmp_path, monkeypatch):
-    from detector import outside
-    from tests.detector.test_outside import _fake_archive
-
-    _fake_archive(tmp_path, monkeypatch)
-    monkeypatch.setattr(outside, "TRAINING_SOURCE", "pkg")
-    monkeypatch.setattr(outside, "DEFAULT_CACHE", tmp_path)
-    extra, _ = outside.training_chunks()
-    plain = train_gbm(tiny_corpus, tmp_path / "plain", tmp_path / "run1", rounds=30, pooled=True, oof_folds=3)
-    cal = train_gbm(tiny_corpus, tmp_path / "models", tmp_path / "run2", rounds=30, pooled=True, oof_folds=3,
-                    outside_bonafide=True)
-    assert cal["outside_bonafide"]["chunks"] == len(extra) > 0
-    assert cal["outside_bonafide"]["group"] == outside.TRAINING_GROUP and cal["outside_bonafide"]["speakers"] == 2
-    assert cal["train"]["n_bonafide"] == plain["train"]["n_bonafide"] + len(extra)
-    assert "outside_spk_a" in cal["train"]["speakers"] and "outside_bonafide" not in plain
-    assert "outside the corpus" in (tmp_path / "models" / "gbm.md").read_text()
