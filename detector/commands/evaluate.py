@@ -108,8 +108,9 @@ def run(args: argparse.Namespace) -> int:
         except (OutsideError, ValueError) as exc:
             print(f"callguard eval: {exc}")
             return 2
-        print(json.dumps({k: {m: f[m] for m in ("chunks", "chunks_at_warn", "chunks_at_hangup", "windows_at_warn",
-                                                 "windows_at_hangup")} for k, f in figures.items()}, indent=1))
+        print(json.dumps({k: {m: f[m] for m in ("calls", "chunks", "chunks_at_warn", "chunks_at_hangup",
+                                                 "calls_warned", "calls_hung_up")} for k, f in figures.items()},
+                         indent=1))
         return 0
     from detector.evaluate import evaluate
 

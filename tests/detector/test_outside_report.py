@@ -3,35 +3,66 @@ import json
 import numpy as np
 import pytest
 
-from detector.outside_report import ChunkedSet, detector_figures
+from detector.outside_report import ChunkedSet, detector_figures, policy_evidence
 from detector.scoring import Thresholds
 from plugin.cli import main
+from plugin.policy import SPOOF, SUSPICIOUS, LegEvidence
 from tests.detector.test_outside import _fake_archive
 
 
-def _rows(source: str, job: str, n: int) -> list[dict]:
-    return [{"job": job, "start_s": 2.0 * i, "source": source, "speaker": f"{source}/x", "label": "bonafide"}
-            for i in range(n)]
+@pytest.mark.parametrize(("window", "hangup_window", "min_chunks"), [(3, 5, 2), (3, 3, 2), (3, 2, 4), (1, 1, 1)])
+def test_policy_evidence_replays_the_live_policys_decisions(window, hangup_window, min_chunks):
+    rng = np.random.default_rng(window * 100 + hangup_window * 10 + min_chunks)
+    for _ in range(50):
+        scores = rng.beta(2, 2, size=int(rng.integers(1, 12)))
+        warn, hangup = 0.6, 0.7
+        leg = LegEvidence(window=window, min_chunks=min_chunks, warn=warn, hangup=hangup,
+                          hangup_window=hangup_window)
+        verdicts = []
+        for i, s in enumerate(scores):
+            leg.add(i, float(s))
+            verdicts.append(leg.verdict)
+        warn_ev, hang_ev = policy_evidence(scores, window, hangup_window, min_chunks)
+        assert len(warn_ev) == len(scores) and len(hang_ev) == max(len(scores) - max(min_chunks, hangup_window) + 1, 0)
+        assert (SPOOF in verdicts) == bool((hang_ev >= hangup).any())
+        assert any(v in (SUSPICIOUS, SPOOF) for v in verdicts) == bool((warn_ev >= warn).any() or
+                                                                     (hang_ev >= hangup).any())
 
 
-def test_false_alarms_are_counted_per_chunk_per_recording_and_per_policy_window(monkeypatch):
+def _rows(source: str, call: str, n: int) -> list[dict]:
+    return [{"call": call, "start_s": 2.0 * i, "source": source} for i in range(n)]
+
+
+def test_false_alarms_are_counted_per_chunk_per_policy_decision_and_per_person(monkeypatch):
     from detector import outside
 
     monkeypatch.setattr(outside, "ARCHIVES", {"a": None, "b": None})
-    rows = _rows("a", "r1", 4) + _rows("b", "r2", 2)
+    rows = _rows("a", "a/p1", 6) + _rows("b", "b/p2", 2)
     data = ChunkedSet(rows, [np.zeros(16000, np.float32)] * len(rows))
-    scores = np.array([0.99, 0.99, 0.99, 0.1, 0.95, 0.2])
-    t = Thresholds(eer=0.5, warn=0.9, hangup=0.97, warn_window=3, hangup_window=3)
+    scores = np.array([0.1, 0.1, 0.99, 0.99, 0.99, 0.99, 0.95, 0.2])
+    t = Thresholds(eer=0.5, warn=0.9, hangup=0.97, warn_window=3, hangup_window=5)
     f = detector_figures(data, scores, t)
-    assert f["chunks"] == 6 and f["recordings"] == 2
-    assert f["chunks_at_warn"] == pytest.approx(4 / 6) and f["chunks_at_hangup"] == pytest.approx(3 / 6)
-    # recording means: r1 0.7675, r2 0.575, both under warn
-    assert f["recordings_at_warn"] == 0.0
-    # windows of 3: r1 gives [0.99, 0.6933]; r2 is shorter than the window and gives its mean 0.575
-    assert f["windows_warn"] == 3 and f["windows_at_warn"] == pytest.approx(1 / 3)
-    assert f["windows_at_hangup"] == pytest.approx(1 / 3)
-    assert f["sources"]["b"]["chunks"] == 2 and f["sources"]["b"]["chunks_at_warn"] == pytest.approx(0.5)
-    assert f["highest"][0][1] == "r1"
+    assert f["chunks"] == 8 and f["calls"] == 2
+    assert f["chunks_at_warn"] == pytest.approx(5 / 8) and f["chunks_at_hangup"] == pytest.approx(4 / 8)
+    # p1: 3-chunk means 0.1, 0.1, 0.397, 0.693, 0.99, 0.99 -> warned; 5-chunk means from chunk 5: 0.636, 0.812
+    # -> not hung up. p2: 0.95 then 0.575 -> warned at its first chunk; too short to hang up on
+    assert f["calls_warned"] == 2 and f["calls_hung_up"] == 0 and f["calls_long_enough_to_hang_up"] == 1
+    assert f["decisions_warn"] == 8 and f["decisions_at_warn"] == pytest.approx(3 / 8)
+    assert f["decisions_hangup"] == 2 and f["decisions_at_hangup"] == 0.0
+    assert f["per_call"]["b/p2"]["hung_up"] is None and f["sources"]["b"]["chunks_at_warn"] == pytest.approx(0.5)
+
+
+def test_a_persons_recordings_are_one_call_in_order(tmp_path, monkeypatch):
+    from detector import outside
+
+    _fake_archive(tmp_path, monkeypatch)
+    recs = outside.outside_recordings(tmp_path)
+    twice = [recs[0], recs[1], recs[0]]  # the same person in two files
+    data = ChunkedSet.cut(twice, "ulaw")
+    calls = {r["call"] for r in data.rows}
+    assert calls == {"pkg/spk_a", "pkg/spk_b"}
+    starts = [r["start_s"] for r in data.rows if r["call"] == "pkg/spk_a"]
+    assert starts == sorted(starts) and starts[-1] >= len(recs[0].audio) / 8000  # the second file comes after
 
 
 def test_eval_outside_writes_a_report_of_false_alarms_on_the_shipped_thresholds(tiny_models, tmp_path, monkeypatch,
@@ -42,10 +73,10 @@ def test_eval_outside_writes_a_report_of_false_alarms_on_the_shipped_thresholds(
                    str(tmp_path), "--out", str(out), "--law", "alaw"])
     assert status == 0
     figures = json.loads(capsys.readouterr().out)
-    assert set(figures) == {"gbm"} and figures["gbm"]["chunks"] >= 4
+    assert set(figures) == {"gbm"} and figures["gbm"]["chunks"] >= 4 and figures["gbm"]["calls"] == 2
     report = (out / "report.md").read_text()
     assert "G.711 alaw" in report and "| pkg | pkg-1.0.tar.gz | two people |" in report
-    assert "| gbm `gbm-" in report
+    assert "| gbm `gbm-" in report and "2 people (calls)" in report
 
 
 def test_eval_outside_fails_with_a_clear_message_on_a_tampered_archive(tiny_models, tmp_path, monkeypatch, capsys):
