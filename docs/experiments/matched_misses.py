@@ -37,7 +37,8 @@ def main(corpus: Path) -> None:
         for miss in MISSES:
             t = float(np.quantile(ev[ev_y == 1], miss))
             cells.append(f"{100 * miss:.0f} % missed: eval bona fide chunks {100 * (p[y == 0] >= t).mean():.2f} %, "
-                         f"windows {100 * (ev[ev_y == 0] >= t).mean():.2f} %, outside chunks {100 * (c >= t).mean():.2f} %")
+                         f"windows {100 * (ev[ev_y == 0] >= t).mean():.2f} %, "
+                         f"outside chunks {100 * (c >= t).mean():.2f} %")
         print(f"{name} | " + " | ".join(cells), flush=True)
 
 
