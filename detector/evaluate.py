@@ -147,6 +147,49 @@ def policy_section(th: Any, rows: list[dict], labels: np.ndarray, scores: np.nda
     lines += ["", f"{head} Per speaker, share of evidence windows at or above each threshold:", "",
               "| speaker | at warn | at hangup |", "|---|---|---|"]
     lines += [f"| {spk} | {_pct(v['warn'])} | {_pct(v['hangup'])} |" for spk, v in sorted(per_speaker.items())]
+    call_lines, call_summary = calls_section(th, rows, labels, scores)
+    return lines + [""] + call_lines, {**summary, **call_summary}
+
+
+def calls_section(th: Any, rows: list[dict], labels: np.ndarray, scores: np.ndarray) -> tuple[list[str], dict]:
+    """Each recording as a call, with the live policy replayed as the plugin decides (``metrics.policy_evidence``):
+    warn after every scored chunk on the trailing mean of the policy's window (fewer chunks at the start of a
+    call), hang-up from chunk max(min_chunks, hang-up window) on. The table above counts full windows only."""
+    from detector.metrics import POLICY_MIN_CHUNKS, policy_evidence, recording_key
+    from detector.train_gbm import EVIDENCE_WINDOW
+
+    hang_w = th.hangup_window or EVIDENCE_WINDOW
+    by_rec: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        by_rec[recording_key(r)].append((float(r.get("start_s") or 0.0), i))
+    stats = {0: [0, 0, 0, 0, []], 1: [0, 0, 0, 0, []]}  # calls, warned, long enough, hung up, first warnings
+    for items in by_rec.values():
+        idx = [i for _, i in sorted(items)]
+        warn_ev, hang_ev = policy_evidence(scores[idx], EVIDENCE_WINDOW, hang_w)
+        hung = bool((hang_ev >= th.hangup).any())
+        warned = np.flatnonzero(warn_ev >= th.warn)
+        st = stats[int(labels[idx[0]])]
+        st[0] += 1
+        st[1] += bool(warned.size) or hung
+        st[2] += bool(len(hang_ev))
+        st[3] += hung
+        if warned.size:
+            st[4].append(int(warned[0]) + 1)
+    lines = ["### Live policy per recording, replayed as the plugin decides", "",
+             f"Each recording is a call: warn after every scored chunk on the mean of the last {EVIDENCE_WINDOW} "
+             f"scores (fewer at the start of a call), hang-up from chunk {max(POLICY_MIN_CHUNKS, hang_w)} on, on "
+             f"the mean of the last {hang_w}.", "",
+             "| recordings | calls | warned | long enough to hang up on | hung up on | first warning (median chunk) |",
+             "|---|---|---|---|---|---|"]
+    summary = {}
+    for label, name in ((0, "bona fide"), (1, "spoof")):
+        n, warned, long_enough, hung, first = stats[label]
+        key = "bonafide" if label == 0 else "spoof"
+        summary[f"calls_{key}_warned"] = warned / n if n else float("nan")
+        summary[f"calls_{key}_hung_up"] = hung / long_enough if long_enough else float("nan")
+        median_first = f"{np.median(first):.0f}" if first else "—"
+        lines.append(f"| {name} | {n} | {warned} ({_pct(summary[f'calls_{key}_warned'])}) | {long_enough} | {hung} "
+                     f"({_pct(summary[f'calls_{key}_hung_up'])}) | {median_first} |")
     return lines + [""], summary
 
 

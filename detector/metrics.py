@@ -95,3 +95,21 @@ def recording_means(rows: list[dict], labels: np.ndarray, scores: np.ndarray) ->
     means = np.bincount(inv, weights=np.asarray(scores, dtype=np.float64), minlength=len(uniq)) / counts
     rec_labels = np.bincount(inv, weights=np.asarray(labels, dtype=np.float64), minlength=len(uniq)) > 0
     return rec_labels, means
+
+
+POLICY_MIN_CHUNKS = 2  # plugin.config.Policy.min_chunks: chunks scored before a hang-up may happen
+
+
+def policy_evidence(scores: np.ndarray, window: int, hangup_window: int,
+                    min_chunks: int = POLICY_MIN_CHUNKS) -> tuple[np.ndarray, np.ndarray]:
+    """One call's chunk scores in order -> (the warn evidence after each chunk, the hang-up evidence after each
+    chunk from the first that may hang up on)."""
+    c = np.concatenate([[0.0], np.cumsum(np.asarray(scores, dtype=np.float64))])
+    k = np.arange(1, len(scores) + 1)
+
+    def trailing(n: int) -> np.ndarray:
+        lo = np.maximum(k - n, 0)
+        return (c[k] - c[lo]) / (k - lo)
+
+    first = max(min_chunks, hangup_window)
+    return trailing(window), trailing(hangup_window)[first - 1:]

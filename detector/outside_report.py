@@ -17,10 +17,9 @@ import numpy as np
 
 from detector import outside
 from detector.chunking import CHUNK_SECONDS, speech_chunks
+from detector.metrics import POLICY_MIN_CHUNKS, policy_evidence
 from detector.outside import OutsideRecording, telephone
 from detector.train_gbm import EVIDENCE_WINDOW
-
-POLICY_MIN_CHUNKS = 2  # plugin.config.Policy.min_chunks: chunks scored before a hang-up may happen
 
 
 @dataclass
@@ -41,21 +40,6 @@ class ChunkedSet:
                 chunks.append(c.audio)
             offset[call] = offset.get(call, 0.0) + len(rec.audio) / rate
         return cls(rows, chunks)
-
-
-def policy_evidence(scores: np.ndarray, window: int, hangup_window: int,
-                    min_chunks: int = POLICY_MIN_CHUNKS) -> tuple[np.ndarray, np.ndarray]:
-    """One call's chunk scores in order -> (the warn evidence after each chunk, the hang-up evidence after each
-    chunk from the first that may hang up on)."""
-    c = np.concatenate([[0.0], np.cumsum(np.asarray(scores, dtype=np.float64))])
-    k = np.arange(1, len(scores) + 1)
-
-    def trailing(n: int) -> np.ndarray:
-        lo = np.maximum(k - n, 0)
-        return (c[k] - c[lo]) / (k - lo)
-
-    first = max(min_chunks, hangup_window)
-    return trailing(window), trailing(hangup_window)[first - 1:]
 
 
 def _share(x: np.ndarray, threshold: float) -> float:

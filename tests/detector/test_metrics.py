@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from detector.metrics import eer, min_dcf, rates_at, recording_means, threshold_at_far
+from detector.metrics import eer, min_dcf, policy_evidence, rates_at, recording_means, threshold_at_far
+from plugin.policy import SPOOF, SUSPICIOUS, LegEvidence
 
 
 def test_eer_is_zero_for_separable_scores_and_half_for_identical():
@@ -57,3 +58,22 @@ def test_recording_means_average_each_recordings_chunks_and_keep_its_label():
     rec_labels, means = recording_means(rows, labels, scores)
     got = dict(zip(["a", "b", "lone"], zip(rec_labels.tolist(), means.round(6).tolist(), strict=True), strict=True))
     assert got == {"a": (True, 0.7), "b": (False, 0.2), "lone": (False, 0.4)}
+
+
+@pytest.mark.parametrize(("window", "hangup_window", "min_chunks"), [(3, 5, 2), (3, 3, 2), (3, 2, 4), (1, 1, 1)])
+def test_policy_evidence_replays_the_live_policys_decisions(window, hangup_window, min_chunks):
+    rng = np.random.default_rng(window * 100 + hangup_window * 10 + min_chunks)
+    for _ in range(50):
+        scores = rng.beta(2, 2, size=int(rng.integers(1, 12)))
+        warn, hangup = 0.6, 0.7
+        leg = LegEvidence(window=window, min_chunks=min_chunks, warn=warn, hangup=hangup,
+                          hangup_window=hangup_window)
+        verdicts = []
+        for i, s in enumerate(scores):
+            leg.add(i, float(s))
+            verdicts.append(leg.verdict)
+        warn_ev, hang_ev = policy_evidence(scores, window, hangup_window, min_chunks)
+        assert len(warn_ev) == len(scores) and len(hang_ev) == max(len(scores) - max(min_chunks, hangup_window) + 1, 0)
+        assert (SPOOF in verdicts) == bool((hang_ev >= hangup).any())
+        assert any(v in (SUSPICIOUS, SPOOF) for v in verdicts) == bool((warn_ev >= warn).any() or
+                                                                     (hang_ev >= hangup).any())

@@ -3,30 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from detector.outside_report import ChunkedSet, detector_figures, policy_evidence
+from detector.outside_report import ChunkedSet, detector_figures
 from detector.scoring import Thresholds
 from plugin.cli import main
-from plugin.policy import SPOOF, SUSPICIOUS, LegEvidence
 from tests.detector.test_outside import _fake_archive
-
-
-@pytest.mark.parametrize(("window", "hangup_window", "min_chunks"), [(3, 5, 2), (3, 3, 2), (3, 2, 4), (1, 1, 1)])
-def test_policy_evidence_replays_the_live_policys_decisions(window, hangup_window, min_chunks):
-    rng = np.random.default_rng(window * 100 + hangup_window * 10 + min_chunks)
-    for _ in range(50):
-        scores = rng.beta(2, 2, size=int(rng.integers(1, 12)))
-        warn, hangup = 0.6, 0.7
-        leg = LegEvidence(window=window, min_chunks=min_chunks, warn=warn, hangup=hangup,
-                          hangup_window=hangup_window)
-        verdicts = []
-        for i, s in enumerate(scores):
-            leg.add(i, float(s))
-            verdicts.append(leg.verdict)
-        warn_ev, hang_ev = policy_evidence(scores, window, hangup_window, min_chunks)
-        assert len(warn_ev) == len(scores) and len(hang_ev) == max(len(scores) - max(min_chunks, hangup_window) + 1, 0)
-        assert (SPOOF in verdicts) == bool((hang_ev >= hangup).any())
-        assert any(v in (SUSPICIOUS, SPOOF) for v in verdicts) == bool((warn_ev >= warn).any() or
-                                                                     (hang_ev >= hangup).any())
 
 
 def _rows(source: str, call: str, n: int) -> list[dict]:
