@@ -149,7 +149,14 @@ def report_markdown(law: str, data: ChunkedSet, figures: dict[str, dict], versio
                          reverse=True)
         lines += ["", "People warned (mean chunk score, chunks, hung up on?): "
                   + ("; ".join(f"{n} {m:.3f} ({c['chunks']}, {'yes' if c['hung_up'] else 'no'})"
-                               for m, n, c in flagged) or "none") + "."]
+                               for m, n, c in flagged) or "none") + ".", "",
+                  "Per person (issue #11 asks for at most 1 % false alarms per person at the hang-up threshold):", "",
+                  "| person | chunks | mean score | chunks at warn | chunks at hang-up | warned | hung up on |",
+                  "|---|---|---|---|---|---|---|"]
+        for n, c in sorted(f["per_call"].items()):
+            hung = "—" if c["hung_up"] is None else ("yes" if c["hung_up"] else "no")
+            lines.append(f"| {n} | {c['chunks']} | {c['mean_score']:.3f} | {_pct(c['chunks_at_warn'])} | "
+                         f"{_pct(c['chunks_at_hangup'])} | {'yes' if c['warned'] else 'no'} | {hung} |")
     return "\n".join(lines) + "\n"
 
 

@@ -57,6 +57,7 @@ def test_eval_outside_writes_a_report_of_false_alarms_on_the_shipped_thresholds(
     report = (out / "report.md").read_text()
     assert "G.711 alaw" in report and "| pkg | pkg-1.0.tar.gz | two people |" in report
     assert "| gbm `gbm-" in report and "2 people (calls)" in report
+    assert sum(line.startswith(("| pkg/spk_a |", "| pkg/spk_b |")) for line in report.splitlines()) == 2
 
 
 def test_eval_outside_fails_with_a_clear_message_on_a_tampered_archive(tiny_models, tmp_path, monkeypatch, capsys):
