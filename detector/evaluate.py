@@ -155,26 +155,20 @@ def calls_section(th: Any, rows: list[dict], labels: np.ndarray, scores: np.ndar
     """Each recording as a call, with the live policy replayed as the plugin decides (``metrics.policy_evidence``):
     warn after every scored chunk on the trailing mean of the policy's window (fewer chunks at the start of a
     call), hang-up from chunk max(min_chunks, hang-up window) on. The table above counts full windows only."""
-    from detector.metrics import POLICY_MIN_CHUNKS, policy_evidence, recording_key
+    from detector.metrics import POLICY_MIN_CHUNKS, policy_outcome, recordings_in_order
     from detector.train_gbm import EVIDENCE_WINDOW
 
     hang_w = th.hangup_window or EVIDENCE_WINDOW
-    by_rec: dict[str, list[tuple[float, int]]] = defaultdict(list)
-    for i, r in enumerate(rows):
-        by_rec[recording_key(r)].append((float(r.get("start_s") or 0.0), i))
     stats = {0: [0, 0, 0, 0, []], 1: [0, 0, 0, 0, []]}  # calls, warned, long enough, hung up, first warnings
-    for items in by_rec.values():
-        idx = [i for _, i in sorted(items)]
-        warn_ev, hang_ev = policy_evidence(scores[idx], EVIDENCE_WINDOW, hang_w)
-        hung = bool((hang_ev >= th.hangup).any())
-        warned = np.flatnonzero(warn_ev >= th.warn)
+    for idx in recordings_in_order(rows):
+        o = policy_outcome(scores[idx], th.warn, th.hangup, EVIDENCE_WINDOW, hang_w)
         st = stats[int(labels[idx[0]])]
         st[0] += 1
-        st[1] += bool(warned.size) or hung
-        st[2] += bool(len(hang_ev))
-        st[3] += hung
-        if warned.size:
-            st[4].append(int(warned[0]) + 1)
+        st[1] += o.warned
+        st[2] += o.hung_up is not None
+        st[3] += bool(o.hung_up)
+        if o.first_warning is not None:
+            st[4].append(o.first_warning)
     lines = ["### Live policy per recording, replayed as the plugin decides", "",
              f"Each recording is a call: warn after every scored chunk on the mean of the last {EVIDENCE_WINDOW} "
              f"scores (fewer at the start of a call), hang-up from chunk {max(POLICY_MIN_CHUNKS, hang_w)} on, on "

@@ -3,6 +3,9 @@ a higher score means more likely spoof."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -87,6 +90,14 @@ def recording_key(row: dict) -> str:
     return str(row.get("job") or row["path"])
 
 
+def recordings_in_order(rows: list[dict], key: Callable[[dict], str] = recording_key) -> list[list[int]]:
+    """Row indices per recording (recordings in first-seen order), each in time order (``start_s``)."""
+    by: dict[str, list[tuple[float, int]]] = {}
+    for i, r in enumerate(rows):
+        by.setdefault(key(r), []).append((float(r.get("start_s") or 0.0), i))
+    return [[i for _, i in sorted(items)] for items in by.values()]
+
+
 def recording_means(rows: list[dict], labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(label, mean chunk score) per recording (corpus job): how `scan` judges a whole file."""
     keys = [recording_key(r) for r in rows]
@@ -113,3 +124,24 @@ def policy_evidence(scores: np.ndarray, window: int, hangup_window: int,
 
     first = max(min_chunks, hangup_window)
     return trailing(window), trailing(hangup_window)[first - 1:]
+
+
+@dataclass(frozen=True)
+class PolicyOutcome:
+    """What the live policy did on one call (``policy_outcome``)."""
+
+    warned: bool                 # a warn decision (or a hang-up, which warns too)
+    hung_up: bool | None         # None: too few chunks for a hang-up decision
+    first_warning: int | None    # the chunk (1-based) of the first warn decision
+    warn_evidence: np.ndarray
+    hangup_evidence: np.ndarray
+
+
+def policy_outcome(scores: np.ndarray, warn: float, hangup: float, window: int, hangup_window: int,
+                   min_chunks: int = POLICY_MIN_CHUNKS) -> PolicyOutcome:
+    """One call's chunk scores in order, replayed through the live policy (``policy_evidence``)."""
+    warn_ev, hang_ev = policy_evidence(scores, window, hangup_window, min_chunks)
+    hung_up = bool((hang_ev >= hangup).any()) if len(hang_ev) else None
+    warned_at = np.flatnonzero(warn_ev >= warn)
+    return PolicyOutcome(bool(warned_at.size) or bool(hung_up), hung_up,
+                         int(warned_at[0]) + 1 if warned_at.size else None, warn_ev, hang_ev)

@@ -17,7 +17,7 @@ import numpy as np
 
 from detector import outside
 from detector.chunking import CHUNK_SECONDS, speech_chunks
-from detector.metrics import POLICY_MIN_CHUNKS, policy_evidence
+from detector.metrics import POLICY_MIN_CHUNKS, policy_outcome, recordings_in_order
 from detector.outside import OutsideRecording, telephone
 from detector.train_gbm import EVIDENCE_WINDOW
 
@@ -51,21 +51,16 @@ def detector_figures(data: ChunkedSet, scores: np.ndarray, thresholds: object) -
     (warn on the policy's window, hang-up on the calibration's hang-up window), overall, per source and per
     call."""
     t = thresholds
-    warn_w = getattr(t, "warn_window", None) or EVIDENCE_WINDOW
+    warn_w = EVIDENCE_WINDOW  # the policy's window (plugin.config.Policy.window), whatever the calibration says
     hang_w = getattr(t, "hangup_window", None) or warn_w
-    calls: dict[str, list[int]] = {}
-    for i, r in enumerate(data.rows):
-        calls.setdefault(r["call"], []).append(i)
     per_call = {}
-    for call, idx in calls.items():
-        idx = sorted(idx, key=lambda i: data.rows[i]["start_s"])
+    for idx in recordings_in_order(data.rows, key=lambda r: r["call"]):
         s = scores[idx]
-        warn_ev, hang_ev = policy_evidence(s, warn_w, hang_w)
-        hung_up = bool((hang_ev >= t.hangup).any()) if len(hang_ev) else None
-        per_call[call] = {"source": data.rows[idx[0]]["source"], "chunks": len(s), "mean_score": float(s.mean()),
-                          "chunks_at_warn": _share(s, t.warn), "chunks_at_hangup": _share(s, t.hangup),
-                          "warned": bool((warn_ev >= t.warn).any()) or bool(hung_up), "hung_up": hung_up,
-                          "_warn_ev": warn_ev, "_hang_ev": hang_ev, "_scores": s}
+        o = policy_outcome(s, t.warn, t.hangup, warn_w, hang_w)
+        per_call[data.rows[idx[0]]["call"]] = {
+            "source": data.rows[idx[0]]["source"], "chunks": len(s), "mean_score": float(s.mean()),
+            "chunks_at_warn": _share(s, t.warn), "chunks_at_hangup": _share(s, t.hangup), "warned": o.warned,
+            "hung_up": o.hung_up, "_warn_ev": o.warn_evidence, "_hang_ev": o.hangup_evidence, "_scores": s}
 
     def block(names: list[str]) -> dict:
         cs = [per_call[n] for n in names]

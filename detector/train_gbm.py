@@ -18,7 +18,7 @@ from scipy.special import expit
 from detector.featcache import corpus_features
 from detector.features import FEATURE_SCHEMA_VERSION, feature_names
 from detector.gbm import CALIBRATION_FILE, MLP_FILE, MODEL_FILE, blended_scores
-from detector.metrics import eer, rates_at, recording_key, threshold_at_far
+from detector.metrics import eer, rates_at, recordings_in_order, threshold_at_far
 from detector.mlp import MLP, Blend, fit_mlp
 
 log = logging.getLogger(__name__)
@@ -139,12 +139,8 @@ def evidence_scores(rows: list[dict], labels: np.ndarray, scores: np.ndarray,
     """The live policy's evidence: the mean of ``window`` consecutive chunk scores of one recording (corpus
     job, in time order), every full window once; a recording shorter than the window gives its mean.
     Returns (labels, evidence), and with ``with_groups`` also each window's speaker group."""
-    by_job: dict[str, list[tuple[float, int]]] = {}
-    for i, r in enumerate(rows):
-        by_job.setdefault(recording_key(r), []).append((float(r.get("start_s") or 0.0), i))
     ev, ev_y, ev_g = [], [], []
-    for items in by_job.values():
-        idx = [i for _, i in sorted(items)]
+    for idx in recordings_in_order(rows):
         s = scores[idx]
         if len(s) < window:
             ev.append(float(s.mean()))

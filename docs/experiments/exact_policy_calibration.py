@@ -15,7 +15,6 @@ Usage: .venv/bin/python docs/experiments/exact_policy_calibration.py [CORPUS]   
 from __future__ import annotations
 
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from scipy.special import expit
 
 from detector.corpus.manifest import load_manifest
 from detector.featcache import corpus_features
-from detector.metrics import policy_evidence, recording_key, threshold_at_far
+from detector.metrics import policy_evidence, recordings_in_order, threshold_at_far
 from detector.oof import oof_logits
 from detector.scoring import load_detector
 from detector.train_gbm import DEFAULT_PARAMS, DEFAULT_SEED, EVIDENCE_WINDOW, HANGUP_WINDOW, calibrate
@@ -33,10 +32,7 @@ SEEDS = 8
 
 def calls(rows: list[dict], labels: np.ndarray, scores: np.ndarray) -> list[tuple[int, np.ndarray]]:
     """(label, chunk scores in time order) per recording."""
-    by: dict[str, list[tuple[float, int]]] = defaultdict(list)
-    for i, r in enumerate(rows):
-        by[recording_key(r)].append((float(r.get("start_s") or 0.0), i))
-    return [(int(labels[idx[0]]), scores[idx]) for idx in ([i for _, i in sorted(v)] for v in by.values())]
+    return [(int(labels[idx[0]]), scores[idx]) for idx in recordings_in_order(rows)]
 
 
 def warn_series(score_calls: list[tuple[int, np.ndarray]], label: int) -> list[np.ndarray]:

@@ -1,7 +1,16 @@
 import numpy as np
 import pytest
 
-from detector.metrics import eer, min_dcf, policy_evidence, rates_at, recording_means, threshold_at_far
+from detector.metrics import (
+    eer,
+    min_dcf,
+    policy_evidence,
+    policy_outcome,
+    rates_at,
+    recording_means,
+    recordings_in_order,
+    threshold_at_far,
+)
 from plugin.policy import SPOOF, SUSPICIOUS, LegEvidence
 
 
@@ -77,3 +86,15 @@ def test_policy_evidence_replays_the_live_policys_decisions(window, hangup_windo
         assert (SPOOF in verdicts) == bool((hang_ev >= hangup).any())
         assert any(v in (SUSPICIOUS, SPOOF) for v in verdicts) == bool((warn_ev >= warn).any() or
                                                                      (hang_ev >= hangup).any())
+        outcome = policy_outcome(scores, warn, hangup, window, hangup_window, min_chunks)
+        assert outcome.warned == any(v in (SUSPICIOUS, SPOOF) for v in verdicts)
+        assert outcome.hung_up == ((SPOOF in verdicts) if len(scores) >= max(min_chunks, hangup_window) else None)
+        if outcome.first_warning is not None:  # the plugin is suspicious (or spoof) from that chunk's verdict on
+            assert verdicts[outcome.first_warning - 1] in (SUSPICIOUS, SPOOF)
+
+
+def test_recordings_in_order_groups_rows_by_recording_in_time_order():
+    rows = [{"job": "b", "start_s": 4.0}, {"job": "a", "start_s": 2.0}, {"job": "b", "start_s": 0.0},
+            {"job": "a", "start_s": 0.0}, {"call": "x", "job": "", "path": "p", "start_s": 1.0}]
+    assert recordings_in_order(rows) == [[2, 0], [3, 1], [4]]
+    assert recordings_in_order(rows[:4], key=lambda r: "one") == [[2, 3, 1, 0]]
